@@ -1,0 +1,164 @@
+"""On-the-fly augmentation of one training sample, in TensorFlow ops for tf.data.
+
+Crop, flips, 90-degree and free rotations and the elastic deformation are one geometric
+transform: each output pixel gets one source coordinate in the tile, and the tile is sampled
+once (bilinear for the image, nearest neighbour for target and weights, so instances stay
+intact). Output pixels whose source lies outside the tile get weight 0: the loss ignores them.
+Then Gaussian blur and H&E stain jitter act on the image alone.
+
+The elastic deformation is elasticdeform's (van Tulder): a points x points grid of random
+displacements, interpolated to every pixel by a cubic B-spline. That interpolation is linear
+in the grid values, so it is two small matrix products with a basis computed once
+(`elastic_basis`); tests check the result against `elasticdeform.deform_grid`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+from scipy import ndimage
+from skimage.color import hed_from_rgb, rgb_from_hed
+
+BLUR_RADIUS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentParams:
+    crop: int
+    flip: bool = True
+    rotate90: bool = True
+    rotate_max_degrees: float = 180.0
+    blur_probability: float = 0.3
+    blur_sigma_max: float = 1.5
+    elastic_probability: float = 0.5
+    elastic_sigma: float = 8.0
+    elastic_points: int = 3
+    stain_jitter: float = 0.05
+
+    @classmethod
+    def from_config(cls, config) -> AugmentParams:
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
+
+
+def elastic_basis(size: int, points: int) -> np.ndarray:
+    """(size, points) weights: displacement at each pixel from the grid values (along one axis).
+
+    Same as elasticdeform: grid point k sits at pixel k * (size - 1) / (points - 1); cubic
+    B-spline with mirror boundaries, prefiltered so that the spline passes through the grid.
+    """
+    position = np.arange(size) * (points - 1) / max(size - 1, 1)
+    basis = np.zeros((size, points))
+    for k in range(points):
+        unit = np.zeros(points)
+        unit[k] = 1.0
+        basis[:, k] = ndimage.map_coordinates(unit, [position], order=3, mode="mirror", prefilter=True)
+    return basis.astype(np.float32)
+
+
+def elastic_displacement(grid: tf.Tensor, basis: tf.Tensor) -> tf.Tensor:
+    """(2, P, P) grid of displacements -> (2, S, S) displacement of every pixel."""
+    return tf.einsum("ip,cpq,jq->cij", basis, grid, basis)
+
+
+def source_coordinates(params: AugmentParams, seed, tile_height, tile_width, basis) -> tf.Tensor:
+    """(crop, crop, 2) float source (y, x) in the tile of each output pixel."""
+    seeds = tf.random.experimental.stateless_split(seed, num=2)
+    u = tf.random.stateless_uniform([7], seeds[0])
+    crop = params.crop
+    half = (crop - 1) / 2.0
+    along = tf.range(crop, dtype=tf.float32)
+    py, px = tf.meshgrid(along, along, indexing="ij")
+
+    grid = tf.random.stateless_normal([2, params.elastic_points, params.elastic_points], seeds[1])
+    apply_elastic = tf.cast(u[0] < params.elastic_probability, tf.float32)
+    displacement = elastic_displacement(grid * params.elastic_sigma * apply_elastic, basis)
+    py, px = py + displacement[0] - half, px + displacement[1] - half
+
+    flip_y = tf.where(u[1] < 0.5, -1.0, 1.0) if params.flip else 1.0
+    flip_x = tf.where(u[2] < 0.5, -1.0, 1.0) if params.flip else 1.0
+    quarter_turns = tf.floor(u[3] * 4.0) if params.rotate90 else 0.0
+    free = (2.0 * u[4] - 1.0) * params.rotate_max_degrees
+    angle = (quarter_turns * 90.0 + free) * (math.pi / 180.0)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    py, px = py * flip_y, px * flip_x
+
+    height, width = tf.cast(tile_height, tf.float32), tf.cast(tile_width, tf.float32)
+    centre_y = _random_centre(u[5], height, half)
+    centre_x = _random_centre(u[6], width, half)
+    return tf.stack([centre_y + cos * py - sin * px, centre_x + sin * py + cos * px], axis=-1)
+
+
+def _random_centre(u, length, half):
+    low, high = half, length - 1.0 - half
+    return tf.where(high > low, low + u * (high - low), (length - 1.0) / 2.0)
+
+
+def warp(image, target, weight, coords, tile_height, tile_width):
+    """Sample a tile at coords: image bilinear, target and weight nearest; outside -> weight 0."""
+    height, width = tf.cast(tile_height, tf.float32), tf.cast(tile_width, tf.float32)
+    y, x = coords[..., 0], coords[..., 1]
+    inside = (y >= 0) & (y <= height - 1) & (x >= 0) & (x <= width - 1)
+    stride = tf.shape(image)[1]
+    y = tf.clip_by_value(y, 0.0, height - 1)
+    x = tf.clip_by_value(x, 0.0, width - 1)
+
+    y0, x0 = tf.floor(y), tf.floor(x)
+    wy, wx = (y - y0)[..., None], (x - x0)[..., None]
+    y0, x0 = tf.cast(y0, tf.int32), tf.cast(x0, tf.int32)
+    y1 = tf.minimum(y0 + 1, tf.cast(tile_height, tf.int32) - 1)
+    x1 = tf.minimum(x0 + 1, tf.cast(tile_width, tf.int32) - 1)
+    # one gather of the four neighbours, from the uint8 tile (casting the whole tile costs more)
+    corners = tf.stack([y0 * stride + x0, y0 * stride + x1, y1 * stride + x0, y1 * stride + x1])
+    rgb = tf.cast(tf.gather(tf.reshape(image, [-1, 3]), corners), tf.float32)
+    top = rgb[0] + (rgb[1] - rgb[0]) * wx
+    bottom = rgb[2] + (rgb[3] - rgb[2]) * wx
+    warped_image = top + (bottom - top) * wy
+
+    nearest = tf.cast(tf.round(y), tf.int32) * stride + tf.cast(tf.round(x), tf.int32)
+    outside_to_zero = tf.cast(inside, tf.float32)
+    warped_target = tf.cast(tf.gather(tf.reshape(target, [-1]), nearest), tf.float32) * outside_to_zero
+    warped_weight = tf.gather(tf.reshape(weight, [-1]), nearest) * outside_to_zero
+    return warped_image, tf.cast(warped_target, tf.int32), warped_weight
+
+
+def gaussian_blur(image, sigma):
+    """Separable Gaussian blur of an (H, W, 3) float image; sigma near 0 leaves it as it is."""
+    offsets = tf.range(-BLUR_RADIUS, BLUR_RADIUS + 1, dtype=tf.float32)
+    kernel = tf.exp(-(offsets**2) / (2.0 * tf.maximum(sigma, 1e-3) ** 2))
+    kernel = kernel / tf.reduce_sum(kernel)
+    channels = tf.tile(kernel[:, None, None], [1, 3, 1])  # (taps, 3, 1)
+    padded = tf.pad(image[None], [[0, 0], [BLUR_RADIUS] * 2, [BLUR_RADIUS] * 2, [0, 0]], mode="REFLECT")
+    rows = tf.nn.depthwise_conv2d(padded, channels[:, None], [1, 1, 1, 1], "VALID")
+    both = tf.nn.depthwise_conv2d(rows, channels[None], [1, 1, 1, 1], "VALID")
+    return both[0]
+
+
+def stain_jitter(image, seed, strength):
+    """Scale and shift each of the H, E and residual stain concentrations (optical density)."""
+    u = tf.random.stateless_uniform([2, 3], seed, minval=-strength, maxval=strength)
+    to_stains, to_rgb = tf.constant(hed_from_rgb, tf.float32), tf.constant(rgb_from_hed, tf.float32)
+    # in optical density, the jitter is one affine map: scale and shift in stain space
+    mix = to_stains @ tf.linalg.diag(1.0 + u[0]) @ to_rgb
+    shift = u[1][None] @ to_rgb
+    density = -tf.math.log((image + 1.0) * (1.0 / 256.0))
+    density = tf.reshape(tf.reshape(density, [-1, 3]) @ mix + shift, tf.shape(image))
+    return tf.clip_by_value(256.0 * tf.exp(-density) - 1.0, 0.0, 255.0)
+
+
+def augment(params: AugmentParams, seed, image, target, weight, tile_height, tile_width, basis):
+    """One augmented (image float32 0..255, target int32, weight float32) crop of a tile.
+
+    image: (H, W, 3) uint8; target: (H, W) uint8 0/1; weight: (H, W) float32.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, num=3)
+    coords = source_coordinates(params, seeds[0], tile_height, tile_width, basis)
+    image, target, weight = warp(image, target, weight, coords, tile_height, tile_width)
+    u = tf.random.stateless_uniform([2], seeds[1])
+    sigma = 0.3 + u[1] * (params.blur_sigma_max - 0.3)
+    image = tf.cond(u[0] < params.blur_probability, lambda: gaussian_blur(image, sigma), lambda: image)
+    if params.stain_jitter > 0:
+        image = stain_jitter(image, seeds[2], params.stain_jitter)
+    return image, target, weight

@@ -1,0 +1,143 @@
+"""The `nucseg` command line: the same jobs as the notebooks, on the same Config."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from nucseg.config import ARCHITECTURES, DEFAULT_DATA, Config, ConfigError, resolve_data_path
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_data(parser):
+    parser.add_argument("--data", help="dataset folder (default: $NUCSEG_DATA, then data/tnbc)")
+
+
+def _add_config_options(parser):
+    """Options that map onto Config fields; unset ones keep the profile's value."""
+    parser.add_argument("--config", help="YAML or JSON configuration file (its `profile` key, then its fields)")
+    parser.add_argument("--profile", choices=["quick", "paper"], help="starting profile (default: paper, or the file's)")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--crop", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--momentum", type=float)
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--mixed-precision", action="store_true", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="any other Config field, e.g. --set base_filters=16 (repeatable)")
+
+
+def config_from_args(args, **fixed) -> Config:
+    """Profile (or --config file), then the explicit options, then `fixed`."""
+    if args.config:
+        config = Config.load(args.config, profile=args.profile)
+    else:
+        config = Config.from_profile(args.profile or "paper")
+    changes = {name: getattr(args, name) for name in
+               ("steps", "batch_size", "crop", "lr", "momentum", "weight_decay", "seed", "mixed_precision")
+               if getattr(args, name, None) is not None}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        changes[name] = _parse_field(name, value)
+    from_file = args.config and config.data != DEFAULT_DATA
+    data = getattr(args, "data", None) or (config.data if from_file else resolve_data_path())
+    return config.replace(**{**changes, **fixed, "data": data})
+
+
+def _parse_field(name: str, value: str):
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    if name not in fields:
+        raise ConfigError(f"--set {name}=...: no such Config field; known fields: {sorted(fields)}")
+    default = getattr(Config(), name)
+    if isinstance(default, bool):
+        return value.lower() in ("1", "true", "yes", "on")
+    if value.lower() in ("none", "null"):
+        return None
+    return type(default)(value) if default is not None else value
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_data_check(args) -> int:
+    from nucseg.data import DatasetError, load_dataset, summarize
+
+    path = resolve_data_path(args.path or args.data)
+    try:
+        tiles = load_dataset(path)
+    except DatasetError as err:
+        print(f"{path}: {len(err.problems)} problem(s):", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    rows = summarize(tiles)
+    print(f"{path}")
+    print(f"{'patient':<16} {'tiles':>5} {'nuclei':>6}  sizes")
+    for row in rows:
+        print(f"{row['patient']:<16} {row['tiles']:>5} {row['nuclei']:>6}  {row['sizes']}")
+    print(f"{len(rows)} patients, {len(tiles)} tiles, {sum(r['nuclei'] for r in rows)} nuclei")
+    return 0
+
+
+def cmd_data_download(args) -> int:
+    from nucseg.download import DownloadError, download_tnbc
+
+    try:
+        download_tnbc(args.dest, record=args.record, base_url=args.zenodo_url)
+    except DownloadError as err:
+        print(f"download failed: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_bench_pipeline(args) -> int:
+    from nucseg.bench import bench_pipeline, format_throughputs
+    from nucseg.data import load_dataset
+
+    config = config_from_args(args)
+    results = bench_pipeline(load_dataset(config.data), config, seconds=args.seconds)
+    print(format_throughputs(results, config.crop))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nucseg", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="datasets: check, download").add_subparsers(dest="data_command", required=True)
+    check = data.add_parser("check", help="print patients, tiles, nuclei; fail on bad files")
+    check.add_argument("path", nargs="?", help="dataset folder (default: --data, $NUCSEG_DATA, data/tnbc)")
+    _add_data(check)
+    check.set_defaults(run=cmd_data_check)
+    download = data.add_parser("download", help="download a public dataset")
+    download.add_argument("name", choices=["tnbc"])
+    download.add_argument("--dest", default="data/tnbc")
+    download.add_argument("--record", default="1175282", help="Zenodo record (default: 1175282)")
+    download.add_argument("--zenodo-url", default="https://zenodo.org", help=argparse.SUPPRESS)
+    download.set_defaults(run=cmd_data_download)
+
+    bench = commands.add_parser("bench", help="benchmarks that print numbers").add_subparsers(dest="bench_command", required=True)
+    pipeline = bench.add_parser("pipeline", help="augmented samples/s against elasticdeform and Keras")
+    _add_data(pipeline)
+    _add_config_options(pipeline)
+    pipeline.add_argument("--seconds", type=float, default=20.0, help="measuring time per pipeline")
+    pipeline.set_defaults(run=cmd_bench_pipeline)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

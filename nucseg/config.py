@@ -1,0 +1,158 @@
+"""The one configuration of a nucseg run, shared by the CLI and the notebooks.
+
+A `Config` is a flat, frozen dataclass: data, augmentation, weights, network, optimiser,
+post-processing. `Config.from_profile("quick")` starts from a named profile; `Config.load(path)`
+reads YAML or JSON; `config.replace(lr=...)` changes fields. Its resolved value is written as
+`config.json` beside every model and result table it produced, and `config_hash` names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+ARCHITECTURES = ("pangnet", "fcn8", "deconvnet", "unet")
+DATA_ENV_VAR = "NUCSEG_DATA"
+DEFAULT_DATA = "data/tnbc"
+
+
+class ConfigError(ValueError):
+    """A configuration value or file that cannot be used."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # data
+    data: str = DEFAULT_DATA
+    crop: int = 256
+
+    # per-pixel weights (computed once per tile)
+    class_balance: bool = True
+    border_weight: float = 10.0  # w0 of U-Net: extra weight on background between nuclei
+    border_sigma: float = 5.0  # sigma of U-Net, in pixels
+    separate_touching: bool = True  # touching nuclei get a background line between them
+
+    # augmentation
+    flip: bool = True
+    rotate90: bool = True
+    rotate_max_degrees: float = 180.0
+    blur_probability: float = 0.3
+    blur_sigma_max: float = 1.5
+    elastic_probability: float = 0.5
+    elastic_sigma: float = 8.0  # pixels of displacement at the control points
+    elastic_points: int = 3  # control grid of points x points
+    stain_jitter: float = 0.05  # +- relative change of H, E and residual optical density
+
+    # network
+    arch: str = "unet"
+    base_filters: int = 64  # U-Net, FCN-8s, DeconvNet: first level width (VGG16: 64)
+    unet_depth: int = 4  # number of poolings; base_filters * 2**depth at the bottom
+    fc_filters: int = 4096  # FCN-8s fc6/fc7 and DeconvNet fc width
+    batch_norm: bool = True
+    encoder_weights: str | None = None  # None, "imagenet" or a .weights.h5 / .h5 path
+
+    # optimisation
+    steps: int = 20000
+    steps_per_epoch: int = 500  # a checkpoint is written at the end of each epoch
+    batch_size: int = 8
+    lr: float = 0.01
+    lr_schedule: str = "cosine"  # "cosine" or "constant"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    mixed_precision: bool = False
+    seed: int = 0
+
+    # post-processing (probability map -> instances)
+    threshold: float = 0.5
+    min_object_size: int = 30
+    watershed_min_distance: int = 5
+    watershed_footprint: int = 7
+
+    @classmethod
+    def from_profile(cls, name: str, **overrides) -> Config:
+        if name not in PROFILES:
+            raise ConfigError(f"unknown profile {name!r}: choose one of {sorted(PROFILES)}")
+        return cls(**{**PROFILES[name], **overrides}).validated()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, profile: str | None = None) -> Config:
+        """Read a YAML or JSON file; its `profile` key (or `profile`) picks the starting profile."""
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: cannot read configuration ({err})") from err
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of field: value, got {type(values).__name__}")
+        profile = profile or values.pop("profile", "paper")
+        values.pop("profile", None)
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"{path}: unknown fields {sorted(unknown)}; see nucseg/config.py")
+        return cls.from_profile(profile, **values)
+
+    def replace(self, **changes) -> Config:
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown configuration fields {sorted(unknown)}")
+        return dataclasses.replace(self, **changes).validated()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def config_hash(self) -> str:
+        """Names what determines the results: every field but the data path."""
+        values = {k: v for k, v in self.to_dict().items() if k != "data"}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+    def validated(self) -> Config:
+        problems = []
+        if self.arch not in ARCHITECTURES:
+            problems.append(f"arch={self.arch!r} is not one of {ARCHITECTURES}")
+        if self.crop < 32 or self.crop % 32:
+            problems.append(f"crop={self.crop} must be a multiple of 32, at least 32")
+        for name in ("steps", "steps_per_epoch", "batch_size", "base_filters", "fc_filters", "elastic_points"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)} must be at least 1")
+        if not 1 <= self.unet_depth <= 5:
+            problems.append(f"unet_depth={self.unet_depth} must be between 1 and 5")
+        if self.lr <= 0:
+            problems.append(f"lr={self.lr} must be positive")
+        if self.lr_schedule not in ("cosine", "constant"):
+            problems.append(f"lr_schedule={self.lr_schedule!r} must be 'cosine' or 'constant'")
+        for name in ("blur_probability", "elastic_probability", "threshold"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name}={getattr(self, name)} must be between 0 and 1")
+        if problems:
+            raise ConfigError("invalid configuration: " + "; ".join(problems))
+        return self
+
+
+PROFILES: dict[str, dict] = {
+    # The full recipe, for a GPU: original widths, 20k steps of batch 8 at 256x256.
+    "paper": {},
+    # Minutes on 2 CPU cores: narrow nets, small crops, a few hundred steps.
+    "quick": {
+        "crop": 128,
+        "base_filters": 8,
+        "unet_depth": 3,
+        "fc_filters": 64,
+        "steps": 300,
+        "steps_per_epoch": 50,
+        "batch_size": 4,
+        "lr": 0.05,
+    },
+}
+
+
+def resolve_data_path(cli_value: str | None = None) -> str:
+    """--data if given, else $NUCSEG_DATA, else data/tnbc."""
+    return cli_value or os.environ.get(DATA_ENV_VAR) or DEFAULT_DATA

@@ -1,0 +1,94 @@
+"""tf.data streams: endless augmented training crops, and whole unaugmented evaluation tiles.
+
+Targets and weight maps are computed once per tile (`prepare_tiles`); each training sample is
+then drawn from the sample index alone (stateless random ops seeded by (seed, index)), so the
+same seed gives the same samples in the same order, in parallel or not, and a resumed run can
+start the stream at the sample where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from nucseg.augment import AugmentParams, augment, elastic_basis
+from nucseg.data import Tile
+from nucseg.weights import binary_target, weight_map
+
+
+@dataclasses.dataclass(frozen=True)
+class TileStack:
+    """Tiles padded to one size, with their targets, weights and true sizes."""
+
+    images: np.ndarray  # (N, H, W, 3) uint8
+    targets: np.ndarray  # (N, H, W) uint8, nucleus = 1
+    weights: np.ndarray  # (N, H, W) float32, 0 outside each tile
+    sizes: np.ndarray  # (N, 2) int32 true (height, width)
+
+
+def tile_target_and_weight(tile: Tile, config) -> tuple[np.ndarray, np.ndarray]:
+    target = binary_target(tile.label, config.separate_touching)
+    weight = weight_map(tile.label, target, config.class_balance, config.border_weight, config.border_sigma)
+    return target, weight
+
+
+def prepare_tiles(tiles: list[Tile], config) -> TileStack:
+    if not tiles:
+        raise ValueError("no tiles to train on")
+    height = max(t.image.shape[0] for t in tiles)
+    width = max(t.image.shape[1] for t in tiles)
+    images = np.zeros((len(tiles), height, width, 3), np.uint8)
+    targets = np.zeros((len(tiles), height, width), np.uint8)
+    weights = np.zeros((len(tiles), height, width), np.float32)
+    for i, tile in enumerate(tiles):
+        h, w = tile.label.shape
+        images[i, :h, :w] = tile.image
+        targets[i, :h, :w], weights[i, :h, :w] = tile_target_and_weight(tile, config)
+    sizes = np.array([t.label.shape for t in tiles], np.int32)
+    return TileStack(images, targets, weights, sizes)
+
+
+def training_dataset(stack: TileStack, config, start_sample: int = 0, batch: bool = True) -> tf.data.Dataset:
+    """Endless (image, target, weight) batches of augmented crops, from sample `start_sample` on."""
+    params = AugmentParams.from_config(config)
+    basis = tf.constant(elastic_basis(config.crop, config.elastic_points))
+    images, targets = tf.constant(stack.images), tf.constant(stack.targets)
+    weights, sizes = tf.constant(stack.weights), tf.constant(stack.sizes)
+    n_tiles = len(stack.sizes)
+
+    def make_sample(index):
+        seed = tf.stack([tf.constant(config.seed, tf.int64), index])
+        pick_seed, sample_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+        i = tf.random.stateless_uniform([], pick_seed, maxval=n_tiles, dtype=tf.int32)
+        return augment(params, sample_seed, images[i], targets[i], weights[i], sizes[i, 0], sizes[i, 1], basis)
+
+    samples = tf.data.Dataset.range(start_sample, np.iinfo(np.int64).max)
+    samples = samples.map(make_sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if batch:
+        samples = samples.batch(config.batch_size, drop_remainder=True)
+    options = tf.data.Options()
+    options.threading.max_intra_op_parallelism = 1  # parallel samples beat parallel ops within one
+    return samples.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def evaluation_dataset(tiles: list[Tile], config) -> tf.data.Dataset:
+    """Whole tiles, unaugmented, in order: (image float32 0..255, target int32, weight)."""
+
+    def generate():
+        for tile in tiles:
+            target, weight = tile_target_and_weight(tile, config)
+            yield tile.image.astype(np.float32), target.astype(np.int32), weight
+
+    signature = (
+        tf.TensorSpec([None, None, 3], tf.float32),
+        tf.TensorSpec([None, None], tf.int32),
+        tf.TensorSpec([None, None], tf.float32),
+    )
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).batch(1)
+
+
+def for_keras(image, target, weight):
+    """Keras's fit takes (x, y): y packs the target and the weight as two channels."""
+    return image, tf.stack([tf.cast(target, tf.float32), weight], axis=-1)

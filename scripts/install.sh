@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Creates .venv and installs nucseg with its test tools, from this project's files alone.
+# elasticdeform is built from source: its registry wheel was built against numpy 1 and fails
+# to import under numpy 2 ("numpy.core.multiarray failed to import").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet --no-binary elasticdeform -e ".[dev]"
+.venv/bin/python -c "import elasticdeform, keras, tensorflow; print('nucseg environment ready: tensorflow', tensorflow.__version__, '| keras', keras.__version__)"

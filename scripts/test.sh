@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up .venv (scripts/install.sh) and runs the whole test suite: unit tests, then the
+# notebooks under nbval, on the annotated H&E tiles in ../shared/data/tcga_glioma.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+export NUCSEG_DATA="${NUCSEG_DATA:-$(cd .. && pwd)/shared/data/tcga_glioma}"
+export TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}" MPLBACKEND=Agg
+exec .venv/bin/python -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/sanitize.cfg \
+  --nbval-current-env -p no:cacheprovider "$@"

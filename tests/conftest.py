@@ -1,0 +1,46 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+GLIOMA = Path(os.environ.get("NUCSEG_DATA", ROOT.parent / "shared" / "data" / "tcga_glioma"))
+
+
+@pytest.fixture(scope="session")
+def glioma_path() -> Path:
+    assert (GLIOMA / "manifest.csv").is_file(), f"the shared test data is missing at {GLIOMA}"
+    return GLIOMA
+
+
+@pytest.fixture(scope="session")
+def glioma_tiles(glioma_path):
+    from nucseg.data import load_dataset
+
+    return load_dataset(glioma_path)
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def blob_label(size=64, centres=((20, 20), (20, 34), (45, 40)), radius=7) -> np.ndarray:
+    """Round nuclei; the first two touch."""
+    yy, xx = np.mgrid[:size, :size]
+    label = np.zeros((size, size), np.uint16)
+    for k, (cy, cx) in enumerate(centres, start=1):
+        label[((yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2) & (label == 0)] = k
+    return label
+
+
+def make_generic_dataset(root: Path, patients=("P1", "P2"), tiles=2, size=64) -> Path:
+    rng = np.random.default_rng(0)
+    for patient in patients:
+        for t in range(tiles):
+            write_png(root / patient / f"t{t}.png", rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+            write_png(root / patient / f"t{t}_label.png", blob_label(size))
+    return root

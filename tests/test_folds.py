@@ -1,0 +1,20 @@
+import pytest
+
+from nucseg.data import patients_of
+from nucseg.folds import fold_for, lopo_folds
+
+
+def test_each_patient_validates_once_and_never_trains_on_itself(glioma_tiles):
+    patients = patients_of(glioma_tiles)
+    folds = lopo_folds(patients)
+    assert sorted(f.val_patient for f in folds) == patients
+    for fold in folds:
+        assert fold.val_patient not in fold.train_patients
+        assert sorted((*fold.train_patients, fold.val_patient)) == patients
+
+
+def test_unknown_patient_and_single_patient_are_refused():
+    with pytest.raises(ValueError, match="not in the dataset"):
+        fold_for(["a", "b"], "c")
+    with pytest.raises(ValueError, match="at least 2 patients"):
+        lopo_folds(["a"])
