@@ -52,8 +52,8 @@ def elasticdeform_dataset(stack: TileStack, config) -> tf.data.Dataset:
         size = config.crop
         y, x = (rng.integers(0, max(s - size, 0) + 1) for s in stack.sizes[i])
         image = stack.images[i, y : y + size, x : x + size].astype(np.float32)
-        target = stack.targets[i, y : y + size, x : x + size]
-        weight = stack.weights[i, y : y + size, x : x + size]
+        target = stack.targets_weights[i, y : y + size, x : x + size, 0]
+        weight = stack.targets_weights[i, y : y + size, x : x + size, 1]
         k = int(rng.integers(4))
         image, target, weight = (np.rot90(a, k) for a in (image, target, weight))
         image, target, weight = elasticdeform.deform_random_grid(

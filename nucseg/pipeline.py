@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from nucseg.augment import AugmentParams, augment, elastic_basis
+from nucseg.augment import AugmentParams, make_augmenter, make_batch_jitter
 from nucseg.data import Tile
 from nucseg.weights import binary_target, weight_map
 
@@ -23,8 +23,7 @@ class TileStack:
     """Tiles padded to one size, with their targets, weights and true sizes."""
 
     images: np.ndarray  # (N, H, W, 3) uint8
-    targets: np.ndarray  # (N, H, W) uint8, nucleus = 1
-    weights: np.ndarray  # (N, H, W) float32, 0 outside each tile
+    targets_weights: np.ndarray  # (N, H, W, 2) float32: target (nucleus = 1), weight (0 outside the tile)
     sizes: np.ndarray  # (N, 2) int32 true (height, width)
 
 
@@ -40,37 +39,45 @@ def prepare_tiles(tiles: list[Tile], config) -> TileStack:
     height = max(t.image.shape[0] for t in tiles)
     width = max(t.image.shape[1] for t in tiles)
     images = np.zeros((len(tiles), height, width, 3), np.uint8)
-    targets = np.zeros((len(tiles), height, width), np.uint8)
-    weights = np.zeros((len(tiles), height, width), np.float32)
+    targets_weights = np.zeros((len(tiles), height, width, 2), np.float32)
     for i, tile in enumerate(tiles):
         h, w = tile.label.shape
         images[i, :h, :w] = tile.image
-        targets[i, :h, :w], weights[i, :h, :w] = tile_target_and_weight(tile, config)
+        targets_weights[i, :h, :w] = np.stack(tile_target_and_weight(tile, config), axis=-1)
     sizes = np.array([t.label.shape for t in tiles], np.int32)
-    return TileStack(images, targets, weights, sizes)
+    return TileStack(images, targets_weights, sizes)
 
 
-def training_dataset(stack: TileStack, config, start_sample: int = 0, batch: bool = True) -> tf.data.Dataset:
-    """Endless (image, target, weight) batches of augmented crops, from sample `start_sample` on."""
+def training_dataset(stack: TileStack, config, start_batch: int = 0) -> tf.data.Dataset:
+    """Endless (image, target, weight) batches of augmented crops, from batch `start_batch` on.
+
+    Sample i is drawn from (seed, i) alone: geometry and blur per sample, where the gathers
+    stay within one cache-resident tile; stain jitter per batch, where one op serves B images.
+    """
     params = AugmentParams.from_config(config)
-    basis = tf.constant(elastic_basis(config.crop, config.elastic_points))
-    images, targets = tf.constant(stack.images), tf.constant(stack.targets)
-    weights, sizes = tf.constant(stack.weights), tf.constant(stack.sizes)
-    n_tiles = len(stack.sizes)
+    augment, jitter = make_augmenter(params), make_batch_jitter(params)
+    images, targets_weights = tf.constant(stack.images), tf.constant(stack.targets_weights)
+    sizes, n_tiles, batch_size = tf.constant(stack.sizes), len(stack.sizes), config.batch_size
+    seed = tf.constant(config.seed, tf.int64)
 
     def make_sample(index):
-        seed = tf.stack([tf.constant(config.seed, tf.int64), index])
-        pick_seed, sample_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+        pick_seed, sample_seed = tf.unstack(tf.random.experimental.stateless_split(tf.stack([seed, index]), num=2))
         i = tf.random.stateless_uniform([], pick_seed, maxval=n_tiles, dtype=tf.int32)
-        return augment(params, sample_seed, images[i], targets[i], weights[i], sizes[i, 0], sizes[i, 1], basis)
+        return augment(sample_seed, images[i], targets_weights[i], sizes[i, 0], sizes[i, 1])
 
-    samples = tf.data.Dataset.range(start_sample, np.iinfo(np.int64).max)
+    def jitter_batch(index, batch):
+        image, target, weight = batch
+        if params.stain_jitter > 0:
+            image = jitter(image, tf.stack([seed, -1 - index]))  # seeds apart from the samples' ones
+        return image, target, weight
+
+    samples = tf.data.Dataset.range(start_batch * batch_size, np.iinfo(np.int64).max)
     samples = samples.map(make_sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if batch:
-        samples = samples.batch(config.batch_size, drop_remainder=True)
+    batches = samples.batch(batch_size, drop_remainder=True).enumerate(start_batch)
+    batches = batches.map(jitter_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.threading.max_intra_op_parallelism = 1  # parallel samples beat parallel ops within one
-    return samples.prefetch(tf.data.AUTOTUNE).with_options(options)
+    return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def evaluation_dataset(tiles: list[Tile], config) -> tf.data.Dataset:

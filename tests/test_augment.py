@@ -28,7 +28,8 @@ def test_warp_matches_elasticdeform_on_the_same_grid(glioma_tiles):
     grid = np.random.default_rng(1).normal(0, 4, (2, points, points)).astype(np.float32)
     displacement = elastic_displacement(tf.constant(grid), tf.constant(elastic_basis(size, points))).numpy()
     coords = identity_coords(size) + np.moveaxis(displacement, 0, -1)
-    ours, ours_target, weight = warp(tf.constant(image), tf.constant(target), tf.ones((size, size)), tf.constant(coords), size, size)
+    target_weight = tf.stack([tf.constant(target, tf.float32), tf.ones((size, size))], axis=-1)
+    ours, ours_target, weight = warp(tf.constant(image), target_weight, tf.constant(coords), size, size)
 
     reference = elasticdeform.deform_grid(image.astype(np.float64), grid, order=1, mode="nearest", axis=(0, 1))
     reference_target = elasticdeform.deform_grid(target, grid, order=0, mode="nearest", axis=(0, 1))
@@ -47,7 +48,7 @@ def test_identity_transform_returns_the_crop():
 def test_pixels_brought_in_from_outside_get_weight_zero():
     image = np.full((32, 32, 3), 200, np.uint8)
     coords = identity_coords(32) + np.float32(10)  # shifted: the last 10 rows and columns fall outside
-    _, target, weight = warp(tf.constant(image), tf.ones((32, 32), tf.uint8), tf.ones((32, 32)), tf.constant(coords), 32, 32)
+    _, target, weight = warp(tf.constant(image), tf.ones((32, 32, 2)), tf.constant(coords), 32, 32)
     assert (weight.numpy()[:22, :22] == 1).all()
     assert (weight.numpy()[23:] == 0).all() and (weight.numpy()[:, 23:] == 0).all()
     assert (target.numpy()[23:] == 0).all()
@@ -84,8 +85,24 @@ def test_a_resumed_stream_continues_where_it_stopped(stack, quick_config):
     stream = iter(training_dataset(stack, quick_config))
     next(stream)
     second = next(stream)[0].numpy()
-    resumed = next(iter(training_dataset(stack, quick_config, start_sample=quick_config.batch_size)))[0].numpy()
+    resumed = next(iter(training_dataset(stack, quick_config, start_batch=1)))[0].numpy()
     assert np.array_equal(second, resumed)
+
+
+def test_xla_warp_equals_the_plain_graph(stack, quick_config):
+    # (the random draws are not compared: under XLA, stateless RNG may pick another algorithm)
+    params = AugmentParams.from_config(quick_config)
+    basis = tf.constant(elastic_basis(params.crop, params.elastic_points))
+    coords = source_coordinates(params, tf.constant([3, 4], tf.int64), 512, 512, basis)
+    image, target_weight = tf.constant(stack.images[0]), tf.constant(stack.targets_weights[0])
+
+    def sample(c):
+        return warp(image, target_weight, c, 512, 512)
+
+    plain, compiled = tf.function(sample)(coords), tf.function(sample, jit_compile=True)(coords)
+    np.testing.assert_allclose(plain[0].numpy(), compiled[0].numpy(), atol=1e-2)
+    assert np.array_equal(plain[1].numpy(), compiled[1].numpy())
+    np.testing.assert_allclose(plain[2].numpy(), compiled[2].numpy())
 
 
 def test_augmentation_changes_the_samples(stack, quick_config):
