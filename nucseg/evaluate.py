@@ -1,0 +1,38 @@
+"""Scoring a trained model on held-out tiles: pixel scores and, after separating touching
+nuclei, object scores; pooled over the patient's tiles (see nucseg.metrics)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from nucseg.data import Tile
+from nucseg.metrics import ObjectCounts, PixelCounts, all_scores, object_counts, pixel_counts
+from nucseg.postprocess import instances_from_config
+from nucseg.predict import predict_probability
+
+
+@dataclasses.dataclass(frozen=True)
+class TilePrediction:
+    tile: Tile
+    probability: np.ndarray  # (H, W) float32
+    instances: np.ndarray  # (H, W) uint16
+    pixels: PixelCounts
+    objects: ObjectCounts
+
+
+def predict_tiles(predictor, tiles: list[Tile], config) -> list[TilePrediction]:
+    predictions = []
+    for tile in tiles:
+        probability = predict_probability(predictor, tile.image)
+        instances = instances_from_config(probability, config)
+        predictions.append(TilePrediction(tile, probability, instances, pixel_counts(probability > config.threshold, tile.label),
+                                          object_counts(instances, tile.label)))
+    return predictions
+
+
+def pooled_scores(predictions: list[TilePrediction]) -> dict[str, float]:
+    pixels = sum((p.pixels for p in predictions), PixelCounts())
+    objects = sum((p.objects for p in predictions), ObjectCounts())
+    return all_scores(pixels, objects)

@@ -1,0 +1,24 @@
+"""Export of a trained model: `model.keras` and a TensorFlow SavedModel, both written atomically.
+
+Both take RGB tiles with values 0..255 (float32) and carry their own normalisation. The
+SavedModel needs only TensorFlow (`tf.saved_model.load(path).serve(images)`); the `.keras` file
+of DeconvNet names nucseg's unpooling layer, so it loads where nucseg is installed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from nucseg.io import replace_dir_atomic, save_with
+
+KERAS_FILE = "model.keras"
+SAVED_MODEL_DIR = "saved_model"
+
+
+def export_model(model: keras.Model, out_dir: str | Path) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    keras_file = save_with(out_dir / KERAS_FILE, model.save, suffix=".keras")
+    saved_model = replace_dir_atomic(out_dir / SAVED_MODEL_DIR, lambda p: model.export(str(p), format="tf_saved_model", verbose=False))
+    return {"keras": keras_file, "saved_model": saved_model}

@@ -1,0 +1,63 @@
+"""Building blocks shared by the four networks (Keras layers and keras.ops only)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+def unit_range(inputs):
+    """RGB 0..255 -> -1..1, inside the model, so exported models take raw pixel values."""
+    return layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(inputs)
+
+
+def imagenet_caffe(inputs):
+    """RGB 0..255 -> BGR minus the ImageNet mean, as VGG16's ImageNet weights expect.
+
+    A frozen 1x1 convolution rather than a Lambda, so that the .keras file needs no code."""
+    flip = np.zeros((1, 1, 3, 3), np.float32)
+    flip[0, 0, 2, 0] = flip[0, 0, 1, 1] = flip[0, 0, 0, 2] = 1.0
+    layer = layers.Conv2D(3, 1, trainable=False, name="normalise_imagenet")
+    outputs = layer(inputs)
+    layer.set_weights([flip, -np.array(IMAGENET_BGR_MEAN, np.float32)])
+    return outputs
+
+
+def conv_block(x, filters: int, n_convs: int, name: str, batch_norm: bool = False, kernel_size: int = 3):
+    """n_convs of (3x3 convolution, batch norm if asked, ReLU); layer i is `{name}_conv{i}`."""
+    for i in range(1, n_convs + 1):
+        x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+    return x
+
+
+def score_head(x, name: str = "score"):
+    """1x1 convolution to the two classes, then softmax: channel 0 background, 1 nucleus."""
+    x = layers.Conv2D(2, 1, name=name)(x)
+    return layers.Softmax(axis=-1, dtype="float32", name="probabilities")(x)
+
+
+@keras.saving.register_keras_serializable(package="nucseg")
+class MaxUnpooling2D(layers.Layer):
+    """2x2 unpooling with the pooling switches (DeconvNet): each value goes back to the
+    position where the max of its 2x2 window was in `before_pooling` (first one on ties)."""
+
+    def call(self, inputs):
+        pooled, before_pooling = inputs
+        shape = ops.shape(before_pooling)
+        height, width, channels = shape[1], shape[2], shape[3]
+        windows = ops.reshape(before_pooling, (-1, height // 2, 2, width // 2, 2, channels))
+        windows = ops.reshape(ops.transpose(windows, (0, 1, 3, 2, 4, 5)), (-1, height // 2, width // 2, 4, channels))
+        switches = ops.one_hot(ops.argmax(windows, axis=3), 4, axis=3, dtype=pooled.dtype)
+        unpooled = switches * ops.expand_dims(pooled, 3)
+        unpooled = ops.reshape(unpooled, (-1, height // 2, width // 2, 2, 2, channels))
+        unpooled = ops.transpose(unpooled, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(unpooled, (-1, height, width, channels))
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[1]

@@ -1,0 +1,89 @@
+"""Prediction on images of any size, with a trained Keras model or an exported SavedModel.
+
+Images up to `tile` pixels a side are padded (mirror) to a multiple of 32 and predicted in
+one go. Larger ones are cut into overlapping tiles, each predicted alone and blended with a
+weight that falls towards the tile edges, so memory stays bounded by the tile size and seams
+do not show.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from nucseg.io import write_png_atomic
+from nucseg.models import SIZE_MULTIPLE
+
+
+class ModelLoadError(ValueError):
+    pass
+
+
+def load_predictor(path: str | Path):
+    """A function (1, H, W, 3) float32 0..255 -> (1, H, W, 2) probabilities, from a `.keras`
+    file or a SavedModel folder (`model.export`)."""
+    path = Path(path)
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        import tensorflow as tf
+
+        serve = tf.saved_model.load(str(path)).serve
+        return lambda batch: np.asarray(serve(tf.constant(batch, tf.float32)))
+    if path.is_file() and path.suffix == ".keras":
+        import keras
+
+        import nucseg.losses  # noqa: F401  (registers what the .keras file names)
+        import nucseg.models  # noqa: F401
+
+        model = keras.models.load_model(path, compile=False)
+        return lambda batch: np.asarray(model(batch, training=False))
+    raise ModelLoadError(f"{path}: not a .keras file nor a SavedModel folder (with saved_model.pb). "
+                         "Pass <run>/<arch>/<patient>/model.keras or .../saved_model.")
+
+
+def _pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    pad = ((0, -height % multiple), (0, -width % multiple), (0, 0))
+    return np.pad(image, pad, mode="reflect" if min(height, width) > 1 else "edge")
+
+
+def _blend_window(size: int, overlap: int) -> np.ndarray:
+    ramp = np.ones(size, np.float32)
+    if overlap:
+        edge = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+        ramp[:overlap], ramp[-overlap:] = edge, edge[::-1]
+    return np.outer(ramp, ramp)
+
+
+def _starts(length: int, tile: int, stride: int) -> list[int]:
+    starts = list(range(0, max(length - tile, 0) + 1, stride))
+    if starts[-1] + tile < length:
+        starts.append(length - tile)
+    return starts
+
+
+def predict_probability(predictor, image: np.ndarray, tile: int = 512, overlap: int = 64) -> np.ndarray:
+    """Nucleus probability (H, W) float32 of an RGB image (H, W, 3), values 0..255."""
+    if tile % SIZE_MULTIPLE or overlap >= tile // 2:
+        raise ValueError(f"tile must be a multiple of {SIZE_MULTIPLE} and overlap < tile / 2")
+    height, width = image.shape[:2]
+    image = image.astype(np.float32)
+    if height <= tile and width <= tile:
+        return predictor(_pad_to_multiple(image, SIZE_MULTIPLE)[None])[0, :height, :width, 1]
+    padded = np.pad(image, ((0, max(tile - height, 0)), (0, max(tile - width, 0)), (0, 0)), mode="reflect")
+    total = np.zeros(padded.shape[:2], np.float32)
+    weights = np.zeros(padded.shape[:2], np.float32)
+    window = _blend_window(tile, overlap)
+    for y in _starts(padded.shape[0], tile, tile - overlap):
+        for x in _starts(padded.shape[1], tile, tile - overlap):
+            probability = predictor(padded[None, y : y + tile, x : x + tile])[0, :, :, 1]
+            total[y : y + tile, x : x + tile] += probability * window
+            weights[y : y + tile, x : x + tile] += window
+    return (total / weights)[:height, :width]
+
+
+def write_prediction(probability: np.ndarray, out_dir: Path, stem: str, threshold: float = 0.5) -> tuple[Path, Path]:
+    """`<stem>_prob.png` (nucleus probability x 255) and `<stem>_mask.png` (0/255)."""
+    prob_png = write_png_atomic(out_dir / f"{stem}_prob.png", np.round(probability * 255).astype(np.uint8))
+    mask_png = write_png_atomic(out_dir / f"{stem}_mask.png", ((probability > threshold) * 255).astype(np.uint8))
+    return prob_png, mask_png
