@@ -10,6 +10,8 @@ from pathlib import Path
 from nucseg.config import ARCHITECTURES, DEFAULT_DATA, Config, ConfigError, resolve_data_path
 
 EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+BAD_INPUT_ERRORS = {"DatasetError", "DownloadError", "EncoderWeightsError", "ModelLoadError", "TrainingDiverged"}
 
 
 def _add_data(parser):
@@ -105,6 +107,38 @@ def cmd_bench_pipeline(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from nucseg.data import load_dataset
+    from nucseg.train import train_fold
+
+    config = config_from_args(args, arch=args.arch)
+    result = train_fold(config, load_dataset(config.data), args.val_patient, args.out, verbose=args.verbose)
+    print(f"{config.arch}, held-out patient {result.val_patient}: {result.steps} steps, {result.seconds} s")
+    print("  " + "  ".join(f"{k}={v:.4f}" for k, v in result.scores.items()))
+    print(f"  models: {Path(args.out) / 'model.keras'}, {Path(args.out) / 'saved_model'}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from nucseg.data import read_image
+    from nucseg.predict import load_predictor, predict_probability, write_prediction
+
+    predictor = load_predictor(args.model)
+    for path in args.images:
+        probability = predict_probability(predictor, read_image(path), tile=args.tile, overlap=args.overlap)
+        prob_png, mask_png = write_prediction(probability, Path(args.out), Path(path).stem, args.threshold)
+        print(f"{path}: {prob_png}, {mask_png}")
+    return 0
+
+
+def cmd_bench_models(args) -> int:
+    from nucseg.bench_models import bench_models, format_model_benchmarks
+
+    config = config_from_args(args)
+    print(format_model_benchmarks(bench_models(config, args.arch, args.steps_to_time)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nucseg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +161,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(pipeline)
     pipeline.add_argument("--seconds", type=float, default=20.0, help="measuring time per pipeline")
     pipeline.set_defaults(run=cmd_bench_pipeline)
+    nets = bench.add_parser("models", help="parameters, training steps/s and predict time per net")
+    _add_config_options(nets)
+    nets.add_argument("--arch", nargs="+", choices=ARCHITECTURES, default=list(ARCHITECTURES))
+    nets.add_argument("--steps-to-time", type=int, default=5)
+    nets.set_defaults(run=cmd_bench_models)
+
+    train = commands.add_parser("train", help="train one leave-one-patient-out fold, export it, score it")
+    _add_data(train)
+    train.add_argument("--arch", choices=ARCHITECTURES, required=True)
+    train.add_argument("--val-patient", required=True, help="the held-out patient")
+    train.add_argument("--out", required=True, help="the fold's folder (rerun with the same one to resume)")
+    train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="1: progress bar, 2: a line per epoch")
+    _add_config_options(train)
+    train.set_defaults(run=cmd_train)
+
+    predict = commands.add_parser("predict", help="probability map and mask of images of any size")
+    predict.add_argument("model", help="model.keras or a SavedModel folder")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--out", required=True)
+    predict.add_argument("--tile", type=int, default=512, help="tile side for large images (multiple of 32)")
+    predict.add_argument("--overlap", type=int, default=64)
+    predict.add_argument("--threshold", type=float, default=0.5)
+    predict.set_defaults(run=cmd_predict)
     return parser
 
 
@@ -137,6 +194,11 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as err:  # the errors that name a bad input: say it, no traceback
+        if type(err).__name__ not in BAD_INPUT_ERRORS:
+            raise
+        print(f"{type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT if type(err).__name__ != "TrainingDiverged" else EXIT_DIVERGED
 
 
 if __name__ == "__main__":

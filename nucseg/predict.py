@@ -27,8 +27,8 @@ def load_predictor(path: str | Path):
     if path.is_dir() and (path / "saved_model.pb").is_file():
         import tensorflow as tf
 
-        serve = tf.saved_model.load(str(path)).serve
-        return lambda batch: np.asarray(serve(tf.constant(batch, tf.float32)))
+        loaded = tf.saved_model.load(str(path))  # keep it: `serve` alone lets its variables go
+        return lambda batch: np.asarray(loaded.serve(tf.constant(batch, tf.float32)))
     if path.is_file() and path.suffix == ".keras":
         import keras
 

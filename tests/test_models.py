@@ -1,0 +1,129 @@
+import importlib.util
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from nucseg.config import Config
+from nucseg.losses import masked_weighted_cross_entropy
+from nucseg.models import EncoderWeightsError, MaxUnpooling2D, build_model, deconvnet, fcn8, pangnet, unet
+from nucseg.train import compile_model
+
+SMALL = {"pangnet": {}, "unet": {"base_filters": 4, "unet_depth": 3}, "fcn8": {"base_filters": 4, "fc_filters": 16},
+         "deconvnet": {"base_filters": 4, "fc_filters": 16}}
+
+
+def small_config(arch, **changes):
+    return Config.from_profile("quick", arch=arch, **SMALL[arch], **changes)
+
+
+@pytest.mark.parametrize("arch", list(SMALL))
+def test_any_size_divisible_by_32_gives_probabilities_of_that_size(arch):
+    model = build_model(small_config(arch))
+    images = np.random.default_rng(0).uniform(0, 255, (2, 64, 96, 3)).astype(np.float32)
+    out = np.asarray(model(images))
+    assert out.shape == (2, 64, 96, 2)
+    np.testing.assert_allclose(out.sum(-1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", list(SMALL))
+def test_each_net_overfits_a_fixed_batch(arch, glioma_tiles):
+    config = small_config(arch, lr=0.1, lr_schedule="constant")
+    model = compile_model(build_model(config), config, total_steps=100)
+    images = np.stack([t.image[:64, :64] for t in glioma_tiles[:2]]).astype(np.float32)
+    target = np.stack([t.label[:64, :64] > 0 for t in glioma_tiles[:2]]).astype(np.float32)
+    y = np.stack([target, np.ones_like(target)], -1)
+    first = float(model.train_on_batch(images, y))
+    for _ in range(40):
+        last = float(model.train_on_batch(images, y))
+    assert last < 0.8 * first, (first, last)
+
+
+def test_pangnet_is_the_papers_net():
+    model = pangnet()
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [8, 8, 8, 2]
+    assert [c.kernel_size for c in convs] == [(3, 3)] * 3 + [(1, 1)]
+    assert model.count_params() == 1410
+
+
+def test_paper_widths_match_the_original_nets():
+    assert unet().count_params() == 31_049_474  # 64..1024, as Ronneberger et al. (plus batch norm)
+    assert unet(64, 4, batch_norm=False).count_params() == 31_031_810  # the original U-Net's count with 2 classes
+
+
+def test_fcn8_fuses_pool3_pool4_and_fc7_by_learned_upsampling():
+    model = fcn8(base_filters=4, fc_filters=16)
+    names = {layer.name for layer in model.layers}
+    assert {"score_pool3", "score_pool4", "score_fr", "upscore2", "upscore_pool4", "upscore8", "fc6", "fc7"} <= names
+    strides = {layer.name: layer.strides for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose)}
+    assert strides == {"upscore2": (2, 2), "upscore_pool4": (2, 2), "upscore8": (8, 8)}
+
+
+def test_deconvnet_unpools_with_switches_and_has_no_skips():
+    model = deconvnet(base_filters=4, fc_filters=16)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("MaxUnpooling2D") == 5
+    assert "Concatenate" not in kinds and "Add" not in kinds
+
+
+def test_unpooling_puts_each_value_where_the_max_was():
+    before = np.array([[1, 5, 0, 0], [2, 3, 0, 9], [7, 7, 1, 1], [0, 0, 1, 1]], np.float32)[None, :, :, None]
+    pooled = np.array([[10, 20], [30, 40]], np.float32)[None, :, :, None]
+    out = np.asarray(MaxUnpooling2D()([pooled, before]))[0, :, :, 0]
+    expected = np.array([[0, 10, 0, 0], [0, 0, 0, 20], [30, 0, 40, 0], [0, 0, 0, 0]], np.float32)  # ties: first
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_encoder_weights_from_a_local_file(tmp_path):
+    reference = keras.applications.VGG16(include_top=False, weights=None, input_shape=(None, None, 3))
+    path = tmp_path / "vgg16_notop.weights.h5"
+    reference.save_weights(path)
+    model = fcn8(fc_filters=8, encoder_weights=str(path))
+    for name in ("block1_conv1", "block5_conv3"):
+        for got, want in zip(model.get_layer(name).get_weights(), reference.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    # pretrained weights expect BGR minus the ImageNet mean: the model does it itself
+    assert model.get_layer("normalise_imagenet").trainable is False
+
+
+def test_offline_imagenet_weights_say_what_to_do(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline)
+    with pytest.raises(EncoderWeightsError) as raised:
+        fcn8(fc_filters=8, encoder_weights="imagenet")
+    message = str(raised.value)
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message and "encoder_weights=" in message
+
+
+def test_pretrained_encoder_needs_the_vgg16_width(tmp_path):
+    with pytest.raises(EncoderWeightsError, match="base_filters=64"):
+        fcn8(base_filters=8, encoder_weights=str(tmp_path / "x.weights.h5"))
+
+
+def test_mixed_precision_keeps_float32_probabilities():
+    model = build_model(small_config("unet", mixed_precision=True))
+    assert model.get_layer("down0_conv1").compute_dtype == "float16"
+    assert np.asarray(model(np.zeros((1, 32, 32, 3), np.float32))).dtype == np.float32
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_every_net_runs_under_jax():
+    code = (
+        "import numpy as np; from nucseg.config import Config; from nucseg.models import build_model\n"
+        "import sys; sys.path.insert(0, 'tests'); from test_models import small_config, SMALL\n"
+        "for arch in SMALL:\n"
+        "    out = np.asarray(build_model(small_config(arch))(np.zeros((1, 64, 96, 3), 'float32')))\n"
+        "    assert out.shape == (1, 64, 96, 2), out.shape\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
