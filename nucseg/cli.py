@@ -131,6 +131,21 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_lopo(args) -> int:
+    from nucseg.lopo import read_grid, run_grid, run_lopo
+    from nucseg.results import summary_markdown, summarize_folds
+
+    config = config_from_args(args)
+    if args.grid:
+        table = run_grid(config, args.arch, args.out, read_grid(args.grid), args.val_patients, verbose=args.verbose)
+        print(table.to_string(index=False))
+        return 0
+    folds = run_lopo(config, args.arch, args.out, val_patients=args.val_patients, verbose=args.verbose)
+    print(f"\n{len(folds)} folds in {Path(args.out) / 'folds.csv'}; summary (mean ± std over patients):\n")
+    print(summary_markdown(summarize_folds(folds)))
+    return 0
+
+
 def cmd_bench_models(args) -> int:
     from nucseg.bench_models import bench_models, format_model_benchmarks
 
@@ -175,6 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="1: progress bar, 2: a line per epoch")
     _add_config_options(train)
     train.set_defaults(run=cmd_train)
+
+    lopo = commands.add_parser("lopo", help="the leave-one-patient-out study of one or more nets")
+    _add_data(lopo)
+    lopo.add_argument("--arch", nargs="+", choices=ARCHITECTURES, required=True)
+    lopo.add_argument("--out", required=True, help="the run folder (rerun the same command to resume)")
+    lopo.add_argument("--grid", help="YAML of lr / momentum / weight_decay lists: the study for each setting")
+    lopo.add_argument("--val-patients", nargs="+", help="hold out only these patients (default: every patient)")
+    lopo.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2], help="1: progress bar, 2: a line per epoch")
+    _add_config_options(lopo)
+    lopo.set_defaults(run=cmd_lopo)
 
     predict = commands.add_parser("predict", help="probability map and mask of images of any size")
     predict.add_argument("model", help="model.keras or a SavedModel folder")

@@ -7,6 +7,8 @@ of DeconvNet names nucseg's unpooling layer, so it loads where nucseg is install
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 import keras
@@ -17,8 +19,22 @@ KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
 
 
+@contextlib.contextmanager
+def _quiet_tensorflow_log():
+    """TensorFlow logs each SavedModel's temporary asset folder at INFO: noise in notebooks."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def export_model(model: keras.Model, out_dir: str | Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     keras_file = save_with(out_dir / KERAS_FILE, model.save, suffix=".keras")
-    saved_model = replace_dir_atomic(out_dir / SAVED_MODEL_DIR, lambda p: model.export(str(p), format="tf_saved_model", verbose=False))
+    with _quiet_tensorflow_log():
+        saved_model = replace_dir_atomic(
+            out_dir / SAVED_MODEL_DIR, lambda p: model.export(str(p), format="tf_saved_model", verbose=False))
     return {"keras": keras_file, "saved_model": saved_model}

@@ -1,0 +1,139 @@
+"""The leave-one-patient-out study: every architecture, every held-out patient.
+
+`run_lopo` trains each (architecture, patient) fold in `<out>/<arch>/<patient>/` (see
+nucseg.train), scores it, draws its overlay, then appends its row to `<out>/folds.csv` (the
+whole file replaced atomically), and finally writes summary.csv, summary.md and the box plots.
+Killed at any moment and run again with the same command, it skips the folds that have a row,
+resumes the one that was cut short from its checkpoint, and never duplicates or loses a row.
+A run folder belongs to one configuration (all fields but arch and data): another one is
+refused with a message; use a new --out folder for it.
+
+`run_grid` runs the same protocol for each setting of a grid of learning rate, momentum and
+weight decay, in `<out>/grid/<setting>/`, as the paper did to choose them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from nucseg.config import Config, ConfigError
+from nucseg.data import Tile, load_dataset, patients_of
+from nucseg.figures import boxplot_figure, overlay_figure, save_figure
+from nucseg.folds import lopo_folds
+from nucseg.io import write_json_atomic, write_text_atomic
+from nucseg.results import append_fold_row, markdown_table, read_folds, write_summary
+from nucseg.train import train_fold
+
+GRID_FIELDS = ("lr", "momentum", "weight_decay")
+
+
+def study_hash(config: Config) -> str:
+    """What a run folder is bound to: every field but the architecture and the data path."""
+    values = {k: v for k, v in config.to_dict().items() if k not in ("arch", "data")}
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def claim_run_folder(out_dir: Path, config: Config) -> None:
+    path = out_dir / "config.json"
+    if path.is_file():
+        previous = Config(**json.loads(path.read_text()))
+        if study_hash(previous) != study_hash(config):
+            changed = sorted(k for k, v in config.to_dict().items()
+                             if getattr(previous, k) != v and k not in ("arch", "data"))
+            raise ConfigError(f"{out_dir} holds a study with another configuration (differs in {changed}). "
+                              "Use a new --out folder for this one, or remove the old folder to start again.")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, config.to_dict())
+
+
+def fold_row(config: Config, val_patient: str, result) -> dict:
+    return {"arch": config.arch, "val_patient": val_patient, **result.scores, "steps": result.steps,
+            "seconds": result.seconds, "seed": config.seed, "config_hash": config.config_hash()}
+
+
+def _overlay(out_dir: Path, config: Config, result, tiles: list[Tile]) -> None:
+    """The fold's first held-out tile with true and predicted outlines."""
+    path = out_dir / "figures" / f"overlay_{config.arch}_{result.val_patient}.png"
+    predictions = result.predictions
+    if predictions is None:  # the fold ended before a kill: predict again from its export
+        from nucseg.evaluate import predict_tiles
+        from nucseg.predict import load_predictor
+
+        held_out = [t for t in tiles if t.patient == result.val_patient][:1]
+        predictions = predict_tiles(load_predictor(result.out_dir / "model.keras"), held_out, config)
+    first = predictions[0]
+    title = f"{config.arch}, held-out patient {result.val_patient}, tile {first.tile.tile_id}"
+    save_figure(overlay_figure(first.tile.image, first.tile.label, first.instances, title), path)
+
+
+def run_lopo(config: Config, archs, out_dir: str | Path, tiles: list[Tile] | None = None,
+             val_patients=None, log=print, verbose: int | str = 2) -> pd.DataFrame:
+    """Train and score every (arch, held-out patient); returns the folds table."""
+    out_dir = Path(out_dir)
+    tiles = tiles if tiles is not None else load_dataset(config.data)
+    claim_run_folder(out_dir, config)
+    folds_csv = out_dir / "folds.csv"
+    for arch in archs:
+        arch_config = config.replace(arch=arch)
+        for fold in lopo_folds(patients_of(tiles)):
+            if val_patients is not None and fold.val_patient not in val_patients:
+                continue
+            done = read_folds(folds_csv)
+            if ((done["arch"] == arch) & (done["val_patient"] == fold.val_patient)).any():
+                log(f"{arch} / {fold.val_patient}: done earlier, skipped")
+                continue
+            log(f"{arch} / {fold.val_patient}: training on {', '.join(fold.train_patients)}")
+            result = train_fold(arch_config, tiles, fold.val_patient, out_dir / arch / fold.val_patient, verbose=verbose)
+            _overlay(out_dir, arch_config, result, tiles)
+            append_fold_row(folds_csv, fold_row(arch_config, fold.val_patient, result))
+            log(f"{arch} / {fold.val_patient}: F1 {result.scores['f1']:.3f}, AJI {result.scores['aji']:.3f}")
+    folds = read_folds(folds_csv)
+    write_summary(folds, out_dir)
+    save_figure(boxplot_figure(folds), out_dir / "figures" / "boxplots.png")
+    return folds
+
+
+# ---------------------------------------------------------------- grid over optimiser settings
+
+
+def read_grid(path: str | Path) -> list[dict]:
+    """YAML/JSON mapping of lr, momentum, weight_decay to lists: all their combinations."""
+    path = Path(path)
+    try:
+        grid = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read the grid ({err})") from err
+    if not isinstance(grid, dict) or not grid or set(grid) - set(GRID_FIELDS):
+        raise ConfigError(f"{path}: a grid maps some of {GRID_FIELDS} to lists of values, e.g. 'lr: [0.01, 0.001]'")
+    values = {k: v if isinstance(v, list) else [v] for k, v in grid.items()}
+    return [dict(zip(values, combination)) for combination in itertools.product(*values.values())]
+
+
+def setting_name(setting: dict) -> str:
+    return "_".join(f"{k}={v:g}" for k, v in setting.items())
+
+
+def run_grid(config: Config, archs, out_dir: str | Path, grid: list[dict], val_patients=None, log=print,
+             verbose=2) -> pd.DataFrame:
+    """The LOPO study for each setting; grid_summary.csv/.md: mean scores per (setting, arch)."""
+    out_dir = Path(out_dir)
+    tiles = load_dataset(config.data)
+    rows = []
+    for setting in grid:
+        log(f"grid setting {setting_name(setting)}")
+        folds = run_lopo(config.replace(**setting), archs, out_dir / "grid" / setting_name(setting), tiles,
+                         val_patients, log=log, verbose=verbose)
+        for arch, group in folds.groupby("arch", sort=False):
+            rows.append({**setting, "arch": arch, "patients": len(group),
+                         **{f"{c}_mean": group[c].mean() for c in ("f1", "perf", "aji", "pq")}})
+    table = pd.DataFrame(rows)
+    write_text_atomic(out_dir / "grid_summary.csv", table.to_csv(index=False))
+    write_text_atomic(out_dir / "grid_summary.md", markdown_table(table))
+    return table

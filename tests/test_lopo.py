@@ -1,0 +1,94 @@
+import pandas as pd
+import pytest
+
+from nucseg.cli import main
+from nucseg.config import Config, ConfigError
+from nucseg.lopo import read_grid, run_grid, run_lopo
+from nucseg.results import read_folds
+from nucseg.train import EpochCheckpoint
+
+PATIENTS = ["TCGA-DB-5270", "TCGA-DB-5275", "TCGA-DU-5847", "TCGA-DU-8165", "TCGA-FG-A4MU"]
+
+
+def tiny(glioma_path, **changes):
+    values = {"data": str(glioma_path), "steps": 20, "steps_per_epoch": 10, "crop": 64, "base_filters": 4, "unet_depth": 2}
+    return Config.from_profile("quick", **{**values, **changes})
+
+
+def quiet(*args):
+    pass
+
+
+def test_killed_mid_fold_and_rerun_gives_every_row_once(glioma_tiles, glioma_path, tmp_path, monkeypatch):
+    config, out = tiny(glioma_path), tmp_path / "run"
+    original, calls = EpochCheckpoint.on_epoch_end, []
+
+    def killed_in_the_fourth_fold(self, epoch, logs=None):
+        original(self, epoch, logs)
+        calls.append(epoch)
+        if len(calls) == 7:  # two checkpoints per fold: the first of fold 4
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", killed_in_the_fourth_fold)
+    with pytest.raises(KeyboardInterrupt):
+        run_lopo(config, ["pangnet", "unet"], out, glioma_tiles, log=quiet, verbose=0)
+    before = read_folds(out / "folds.csv")
+    assert list(before["val_patient"]) == PATIENTS[:3]
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", original)
+
+    folds = run_lopo(config, ["pangnet", "unet"], out, glioma_tiles, log=quiet, verbose=0)
+    assert len(folds) == 10
+    assert not folds.duplicated(["arch", "val_patient"]).any()
+    assert sorted(folds.loc[folds["arch"] == "unet", "val_patient"]) == PATIENTS
+    pd.testing.assert_frame_equal(folds.iloc[:3], before)  # finished rows are left as they were
+    assert (folds["steps"] == 20).all() and folds["config_hash"].nunique() == 2
+
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["arch"]) == ["pangnet", "unet"] and (summary["patients"] == 5).all()
+    assert {"f1_mean", "f1_std", "perf_mean", "aji_mean", "object_f1_mean", "pq_mean"} <= set(summary.columns)
+    assert "| pangnet | 5 |" in (out / "summary.md").read_text()
+    figures = {p.name for p in (out / "figures").iterdir()}
+    assert "boxplots.png" in figures and f"overlay_unet_{PATIENTS[0]}.png" in figures
+    assert len([f for f in figures if f.startswith("overlay_")]) == 10
+
+    again = run_lopo(config, ["pangnet", "unet"], out, glioma_tiles, log=quiet, verbose=0)
+    pd.testing.assert_frame_equal(again, folds)
+
+
+def test_another_configuration_in_a_run_folder_is_refused(glioma_tiles, glioma_path, tmp_path):
+    out = tmp_path / "run"
+    run_lopo(tiny(glioma_path), ["pangnet"], out, glioma_tiles, val_patients=[PATIENTS[0]], log=quiet, verbose=0)
+    with pytest.raises(ConfigError, match="another configuration.*momentum.*new --out"):
+        run_lopo(tiny(glioma_path, momentum=0.5), ["pangnet"], out, glioma_tiles, log=quiet, verbose=0)
+
+
+def test_grid_runs_the_protocol_per_setting(glioma_path, tmp_path):
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text("lr: [0.01, 0.1]\nmomentum: 0.9\n")
+    grid = read_grid(grid_file)
+    assert grid == [{"lr": 0.01, "momentum": 0.9}, {"lr": 0.1, "momentum": 0.9}]
+    table = run_grid(tiny(glioma_path, steps=10), ["pangnet"], tmp_path / "g", grid, val_patients=PATIENTS[:2], log=quiet, verbose=0)
+    assert list(table["lr"]) == [0.01, 0.1] and (table["patients"] == 2).all()
+    assert (tmp_path / "g" / "grid" / "lr=0.01_momentum=0.9" / "folds.csv").is_file()
+    assert "| lr |" in (tmp_path / "g" / "grid_summary.md").read_text()
+
+
+def test_bad_grid_file_is_explained(tmp_path):
+    bad = tmp_path / "grid.yaml"
+    bad.write_text("learning_rate: [1]\n")
+    with pytest.raises(ConfigError, match="lr.*momentum.*weight_decay"):
+        read_grid(bad)
+
+
+def test_cli_lopo_prints_the_summary(glioma_path, tmp_path, capsys):
+    code = main(["lopo", "--data", str(glioma_path), "--arch", "pangnet", "--profile", "quick", "--steps", "10",
+                 "--crop", "64", "--out", str(tmp_path / "cli"), "--val-patients", PATIENTS[1], "--verbose", "0"])
+    out = capsys.readouterr().out
+    assert code == 0 and "1 folds in" in out and "| pangnet | 1 |" in out
+
+
+def test_cli_lopo_on_a_broken_dataset_names_the_file(tmp_path, capsys):
+    (tmp_path / "P1").mkdir()
+    (tmp_path / "P1" / "a.png").write_bytes(b"not a png")
+    code = main(["lopo", "--data", str(tmp_path), "--arch", "pangnet", "--out", str(tmp_path / "out")])
+    assert code == 2 and "a.png: image without label" in capsys.readouterr().err
