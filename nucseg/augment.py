@@ -6,6 +6,9 @@ once (bilinear for the image, nearest neighbour for target and weights, so insta
 intact). Output pixels whose source lies outside the tile get weight 0: the loss ignores them.
 Then Gaussian blur and H&E stain jitter act on the image alone.
 
+The settings are read from a `nucseg.config.Config` (crop, flip, rotate90, rotate_max_degrees,
+blur_*, elastic_*, stain_jitter).
+
 The elastic deformation is elasticdeform's (van Tulder): a points x points grid of random
 displacements, interpolated to every pixel by a cubic B-spline. That interpolation is linear
 in the grid values, so it is two small matrix products with a basis computed once
@@ -14,7 +17,6 @@ in the grid values, so it is two small matrix products with a basis computed onc
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -23,24 +25,6 @@ from scipy import ndimage
 from skimage.color import hed_from_rgb, rgb_from_hed
 
 BLUR_RADIUS = 4
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentParams:
-    crop: int
-    flip: bool = True
-    rotate90: bool = True
-    rotate_max_degrees: float = 180.0
-    blur_probability: float = 0.3
-    blur_sigma_max: float = 1.5
-    elastic_probability: float = 0.5
-    elastic_sigma: float = 8.0
-    elastic_points: int = 3
-    stain_jitter: float = 0.05
-
-    @classmethod
-    def from_config(cls, config) -> AugmentParams:
-        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
 
 def elastic_basis(size: int, points: int) -> np.ndarray:
@@ -63,24 +47,24 @@ def elastic_displacement(grid: tf.Tensor, basis: tf.Tensor) -> tf.Tensor:
     return tf.einsum("ip,cpq,jq->cij", basis, grid, basis)
 
 
-def source_coordinates(params: AugmentParams, seed, tile_height, tile_width, basis) -> tf.Tensor:
+def source_coordinates(config, seed, tile_height, tile_width, basis) -> tf.Tensor:
     """(crop, crop, 2) float source (y, x) in the tile of each output pixel."""
     seeds = tf.random.experimental.stateless_split(seed, num=2)
     u = tf.random.stateless_uniform([7], seeds[0])
-    crop = params.crop
+    crop = config.crop
     half = (crop - 1) / 2.0
     along = tf.range(crop, dtype=tf.float32)
     py, px = tf.meshgrid(along, along, indexing="ij")
 
-    grid = tf.random.stateless_normal([2, params.elastic_points, params.elastic_points], seeds[1])
-    apply_elastic = tf.cast(u[0] < params.elastic_probability, tf.float32)
-    displacement = elastic_displacement(grid * params.elastic_sigma * apply_elastic, basis)
+    grid = tf.random.stateless_normal([2, config.elastic_points, config.elastic_points], seeds[1])
+    apply_elastic = tf.cast(u[0] < config.elastic_probability, tf.float32)
+    displacement = elastic_displacement(grid * config.elastic_sigma * apply_elastic, basis)
     py, px = py + displacement[0] - half, px + displacement[1] - half
 
-    flip_y = tf.where(u[1] < 0.5, -1.0, 1.0) if params.flip else 1.0
-    flip_x = tf.where(u[2] < 0.5, -1.0, 1.0) if params.flip else 1.0
-    quarter_turns = tf.floor(u[3] * 4.0) if params.rotate90 else 0.0
-    free = (2.0 * u[4] - 1.0) * params.rotate_max_degrees
+    flip_y = tf.where(u[1] < 0.5, -1.0, 1.0) if config.flip else 1.0
+    flip_x = tf.where(u[2] < 0.5, -1.0, 1.0) if config.flip else 1.0
+    quarter_turns = tf.floor(u[3] * 4.0) if config.rotate90 else 0.0
+    free = (2.0 * u[4] - 1.0) * config.rotate_max_degrees
     angle = (quarter_turns * 90.0 + free) * (math.pi / 180.0)
     cos, sin = tf.cos(angle), tf.sin(angle)
     py, px = py * flip_y, px * flip_x
@@ -152,7 +136,7 @@ def stain_jitter(images, seed, strength):
     return tf.clip_by_value(256.0 * tf.exp(-tf.reshape(density, tf.shape(images))) - 1.0, 0.0, 255.0)
 
 
-def make_augmenter(params: AugmentParams):
+def make_augmenter(config):
     """augment(seed, image, target_weight, tile_height, tile_width) -> one augmented crop:
     (image float32 0..255, target int32, weight float32); stain jitter comes per batch.
 
@@ -160,24 +144,24 @@ def make_augmenter(params: AugmentParams):
     compiled with XLA, which fuses its elementwise chains around the gathers (2.5x faster on
     CPU); the blur's convolution is faster without.
     """
-    basis = tf.constant(elastic_basis(params.crop, params.elastic_points))
+    basis = tf.constant(elastic_basis(config.crop, config.elastic_points))
 
     @tf.function(jit_compile=True)
     def geometry(seed, image, target_weight, tile_height, tile_width):
-        coords = source_coordinates(params, seed, tile_height, tile_width, basis)
+        coords = source_coordinates(config, seed, tile_height, tile_width, basis)
         return warp(image, target_weight, coords, tile_height, tile_width)
 
     def augment(seed, image, target_weight, tile_height, tile_width):
         seeds = tf.random.experimental.stateless_split(seed, num=2)
         image, target, weight = geometry(seeds[0], image, target_weight, tile_height, tile_width)
         u = tf.random.stateless_uniform([2], seeds[1])
-        sigma = 0.3 + u[1] * (params.blur_sigma_max - 0.3)
-        image = tf.cond(u[0] < params.blur_probability, lambda: gaussian_blur(image, sigma), lambda: image)
+        sigma = 0.3 + u[1] * (config.blur_sigma_max - 0.3)
+        image = tf.cond(u[0] < config.blur_probability, lambda: gaussian_blur(image, sigma), lambda: image)
         return image, target, weight
 
     return augment
 
 
-def make_batch_jitter(params: AugmentParams):
+def make_batch_jitter(config):
     """jitter(images, seed): stain jitter of a batch, compiled with XLA (one fused pass, 3x faster)."""
-    return tf.function(lambda images, seed: stain_jitter(images, seed, params.stain_jitter), jit_compile=True)
+    return tf.function(lambda images, seed: stain_jitter(images, seed, config.stain_jitter), jit_compile=True)

@@ -145,7 +145,7 @@ PROFILES: dict[str, dict] = {
         "base_filters": 8,
         "unet_depth": 3,
         "fc_filters": 64,
-        "steps": 300,
+        "steps": 600,
         "steps_per_epoch": 50,
         "batch_size": 4,
         "lr": 0.05,

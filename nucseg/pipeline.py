@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from nucseg.augment import AugmentParams, make_augmenter, make_batch_jitter
+from nucseg.augment import make_augmenter, make_batch_jitter
 from nucseg.data import Tile
 from nucseg.weights import binary_target, weight_map
 
@@ -54,8 +54,7 @@ def training_dataset(stack: TileStack, config, start_batch: int = 0) -> tf.data.
     Sample i is drawn from (seed, i) alone: geometry and blur per sample, where the gathers
     stay within one cache-resident tile; stain jitter per batch, where one op serves B images.
     """
-    params = AugmentParams.from_config(config)
-    augment, jitter = make_augmenter(params), make_batch_jitter(params)
+    augment, jitter = make_augmenter(config), make_batch_jitter(config)
     images, targets_weights = tf.constant(stack.images), tf.constant(stack.targets_weights)
     sizes, n_tiles, batch_size = tf.constant(stack.sizes), len(stack.sizes), config.batch_size
     seed = tf.constant(config.seed, tf.int64)
@@ -67,7 +66,7 @@ def training_dataset(stack: TileStack, config, start_batch: int = 0) -> tf.data.
 
     def jitter_batch(index, batch):
         image, target, weight = batch
-        if params.stain_jitter > 0:
+        if config.stain_jitter > 0:
             image = jitter(image, tf.stack([seed, -1 - index]))  # seeds apart from the samples' ones
         return image, target, weight
 

@@ -8,6 +8,10 @@ python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet --no-binary elasticdeform -e ".[dev]"
+stamp=".venv/.nucseg-installed-$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet --no-binary elasticdeform -e ".[dev]"
+  rm -f .venv/.nucseg-installed-* && touch "$stamp"
+fi
 .venv/bin/python -c "import elasticdeform, keras, tensorflow; print('nucseg environment ready: tensorflow', tensorflow.__version__, '| keras', keras.__version__)"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nucseg.augment import AugmentParams, elastic_basis, elastic_displacement, source_coordinates, warp
+from nucseg.augment import elastic_basis, elastic_displacement, source_coordinates, warp
 from nucseg.config import Config
 from nucseg.pipeline import evaluation_dataset, prepare_tiles, training_dataset
 
@@ -40,8 +40,8 @@ def test_warp_matches_elasticdeform_on_the_same_grid(glioma_tiles):
 
 
 def test_identity_transform_returns_the_crop():
-    params = AugmentParams(crop=64, flip=False, rotate90=False, rotate_max_degrees=0, elastic_probability=0)
-    coords = source_coordinates(params, tf.constant([1, 2], tf.int64), 64, 64, tf.constant(elastic_basis(64, 3)))
+    config = Config(crop=64, flip=False, rotate90=False, rotate_max_degrees=0, elastic_probability=0)
+    coords = source_coordinates(config, tf.constant([1, 2], tf.int64), 64, 64, tf.constant(elastic_basis(64, 3)))
     np.testing.assert_allclose(coords.numpy(), identity_coords(64), atol=1e-4)
 
 
@@ -91,9 +91,8 @@ def test_a_resumed_stream_continues_where_it_stopped(stack, quick_config):
 
 def test_xla_warp_equals_the_plain_graph(stack, quick_config):
     # (the random draws are not compared: under XLA, stateless RNG may pick another algorithm)
-    params = AugmentParams.from_config(quick_config)
-    basis = tf.constant(elastic_basis(params.crop, params.elastic_points))
-    coords = source_coordinates(params, tf.constant([3, 4], tf.int64), 512, 512, basis)
+    basis = tf.constant(elastic_basis(quick_config.crop, quick_config.elastic_points))
+    coords = source_coordinates(quick_config, tf.constant([3, 4], tf.int64), 512, 512, basis)
     image, target_weight = tf.constant(stack.images[0]), tf.constant(stack.targets_weights[0])
 
     def sample(c):
