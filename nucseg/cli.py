@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from nucseg.config import ARCHITECTURES, DEFAULT_DATA, Config, ConfigError, resolve_data_path
+from nucseg.errors import InputError, TrainingDiverged
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
-BAD_INPUT_ERRORS = {"DatasetError", "DownloadError", "EncoderWeightsError", "ModelLoadError", "TrainingDiverged"}
 
 
 def _add_data(parser):
@@ -60,7 +60,12 @@ def _parse_field(name: str, value: str):
         return value.lower() in ("1", "true", "yes", "on")
     if value.lower() in ("none", "null"):
         return None
-    return type(default)(value) if default is not None else value
+    if default is None:
+        return value
+    try:
+        return type(default)(value)
+    except ValueError as err:
+        raise ConfigError(f"--set {name}={value}: expected a {type(default).__name__}") from err
 
 
 # ---------------------------------------------------------------- commands
@@ -216,14 +221,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except ConfigError as err:
-        print(f"configuration error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception as err:  # the errors that name a bad input: say it, no traceback
-        if type(err).__name__ not in BAD_INPUT_ERRORS:
-            raise
+    except InputError as err:
         print(f"{type(err).__name__}: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT if type(err).__name__ != "TrainingDiverged" else EXIT_DIVERGED
+        return EXIT_BAD_INPUT
+    except TrainingDiverged as err:
+        print(f"TrainingDiverged: {err}", file=sys.stderr)
+        return EXIT_DIVERGED
 
 
 if __name__ == "__main__":

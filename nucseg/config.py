@@ -16,12 +16,14 @@ from pathlib import Path
 
 import yaml
 
+from nucseg.errors import InputError
+
 ARCHITECTURES = ("pangnet", "fcn8", "deconvnet", "unet")
 DATA_ENV_VAR = "NUCSEG_DATA"
 DEFAULT_DATA = "data/tnbc"
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration value or file that cannot be used."""
 
 

@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image
 from skimage.measure import label as connected_components
 
+from nucseg.errors import InputError
+
 LABEL_SUFFIXES = ("_label.png", "_label.tif", "_label.tiff")
 TNBC_SLIDE = re.compile(r"^Slide_(\d+)$")
 LAYOUT_HELP = (
@@ -30,7 +32,7 @@ LAYOUT_HELP = (
 )
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset that cannot be used; `problems` names each file and what to do."""
 
     def __init__(self, problems: list[str]):
@@ -180,6 +182,8 @@ def read_label(path: str | Path) -> np.ndarray:
 
 
 def _open(path: str | Path) -> Image.Image:
+    if not Path(path).is_file():
+        raise DatasetError([f"{path}: no such file. Check the path."])
     try:
         img = Image.open(path)
         img.load()

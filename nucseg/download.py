@@ -15,13 +15,15 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from nucseg.errors import InputError
+
 TNBC_RECORD = "1175282"
 ZENODO_URL = "https://zenodo.org"
 TNBC_ARCHIVE = "TNBC_NucleiSegmentation.zip"
 
 
-class DownloadError(RuntimeError):
-    pass
+class DownloadError(InputError):
+    """The download failed; the message says how to get the files by hand."""
 
 
 def manual_instructions(dest: Path, record: str) -> str:

@@ -80,7 +80,8 @@ def training_dataset(stack: TileStack, config, start_batch: int = 0) -> tf.data.
 
 
 def evaluation_dataset(tiles: list[Tile], config) -> tf.data.Dataset:
-    """Whole tiles, unaugmented, in order: (image float32 0..255, target int32, weight)."""
+    """Whole tiles, unaugmented, in order: (image float32 0..255, target int32, weight).
+    Tiles must have sides divisible by 32 to go through a network in one piece."""
 
     def generate():
         for tile in tiles:
@@ -92,7 +93,8 @@ def evaluation_dataset(tiles: list[Tile], config) -> tf.data.Dataset:
         tf.TensorSpec([None, None], tf.int32),
         tf.TensorSpec([None, None], tf.float32),
     )
-    return tf.data.Dataset.from_generator(generate, output_signature=signature).batch(1)
+    stream = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return stream.apply(tf.data.experimental.assert_cardinality(len(tiles))).batch(1)
 
 
 def for_keras(image, target, weight):

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from nucseg.errors import InputError
 from nucseg.io import write_png_atomic
 from nucseg.models import SIZE_MULTIPLE
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(InputError):
     pass
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 from nucseg.io import write_text_atomic
 
 SCORE_COLUMNS = ["accuracy", "f1", "perf", "iou", "tpr", "tnr", "aji", "object_precision", "object_recall", "object_f1", "pq"]
-FOLD_COLUMNS = ["arch", "val_patient", *SCORE_COLUMNS, "steps", "seconds", "seed", "config_hash"]
+FOLD_COLUMNS = ["arch", "val_patient", *SCORE_COLUMNS, "val_loss", "steps", "seconds", "seed", "config_hash"]
 SUMMARY_SCORES = {"accuracy": "Acc", "f1": "F1", "perf": "Perf", "aji": "AJI", "object_f1": "object F1", "pq": "PQ"}
 
 

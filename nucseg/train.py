@@ -21,20 +21,17 @@ import numpy as np
 
 from nucseg.config import Config, ConfigError
 from nucseg.data import Tile, patients_of
+from nucseg.errors import TrainingDiverged
 from nucseg.evaluate import TilePrediction, pooled_scores, predict_tiles
 from nucseg.export import export_model
 from nucseg.folds import fold_for
 from nucseg.io import save_with, write_json_atomic
 from nucseg.losses import masked_weighted_cross_entropy
 from nucseg.models import build_model
-from nucseg.pipeline import for_keras, prepare_tiles, training_dataset
+from nucseg.pipeline import evaluation_dataset, for_keras, prepare_tiles, training_dataset
 
 CHECKPOINT = "checkpoint.keras"
 SCORES = "scores.json"
-
-
-class TrainingDiverged(RuntimeError):
-    pass
 
 
 @dataclasses.dataclass
@@ -138,8 +135,10 @@ def train_fold(config: Config, tiles: list[Tile], val_patient: str, out_dir: str
     export_model(model, out_dir)
     steps = int(model.optimizer.iterations)
     predictor = lambda batch: np.asarray(model(batch, training=False))  # noqa: E731
-    predictions = predict_tiles(predictor, [t for t in tiles if t.patient == val_patient], config)
-    scores = pooled_scores(predictions)
+    held_out = [t for t in tiles if t.patient == val_patient]
+    predictions = predict_tiles(predictor, held_out, config)
+    val_loss = model.evaluate(evaluation_dataset(held_out, config).map(for_keras), verbose=0)
+    scores = {**pooled_scores(predictions), "val_loss": float(val_loss)}
     seconds = round(time.perf_counter() - start, 1)
     write_json_atomic(out_dir / SCORES, {"val_patient": val_patient, "scores": scores, "steps": steps,
                                          "seconds": seconds, "config_hash": config.config_hash()})

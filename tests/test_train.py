@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from nucseg.config import Config, ConfigError
-from nucseg.train import CHECKPOINT, SCORES, EpochCheckpoint, TrainingDiverged, train_fold
+from nucseg.errors import TrainingDiverged
+from nucseg.train import CHECKPOINT, SCORES, EpochCheckpoint, train_fold
 
 HELD_OUT = "TCGA-DU-8165"
 
@@ -27,6 +28,7 @@ def test_quick_pangnet_beats_a_constant_predictor(trained_fold, glioma_tiles):
     assert trained_fold.scores["f1"] > constant_f1 + 0.25, (trained_fold.scores["f1"], constant_f1)
     assert trained_fold.scores["perf"] > 0.75
     assert trained_fold.steps == 100
+    assert 0 < trained_fold.scores["val_loss"] < 0.69  # the weighted loss on the held-out tiles, below chance
 
 
 def test_fold_folder_holds_config_models_scores_and_logs(trained_fold):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from nucseg.errors import InputError
 from nucseg.models.blocks import conv_block
 
 VGG16_BLOCKS = ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))  # (block, convolutions)
@@ -11,7 +12,7 @@ NO_TOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 NO_TOP_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + NO_TOP_FILE
 
 
-class EncoderWeightsError(RuntimeError):
+class EncoderWeightsError(InputError):
     pass
 
 
