@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 
 from nucseg.io import replace_dir_atomic, save_with
+from nucseg.models import SIZE_MULTIPLE
 
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -31,10 +32,19 @@ def _quiet_tensorflow_log():
         logger.setLevel(level)
 
 
+def _backend_export_options() -> dict:
+    """Under JAX, jax2tf must know that the sides are multiples of 32 to prove that skip
+    connections meet feature maps of the same size."""
+    if keras.backend.backend() != "jax":
+        return {}
+    return {"jax2tf_kwargs": {"polymorphic_shapes": [f"(b, {SIZE_MULTIPLE}*h, {SIZE_MULTIPLE}*w, 3)"]}}
+
+
 def export_model(model: keras.Model, out_dir: str | Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     keras_file = save_with(out_dir / KERAS_FILE, model.save, suffix=".keras")
     with _quiet_tensorflow_log():
         saved_model = replace_dir_atomic(
-            out_dir / SAVED_MODEL_DIR, lambda p: model.export(str(p), format="tf_saved_model", verbose=False))
+            out_dir / SAVED_MODEL_DIR,
+            lambda p: model.export(str(p), format="tf_saved_model", verbose=False, **_backend_export_options()))
     return {"keras": keras_file, "saved_model": saved_model}

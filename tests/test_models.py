@@ -114,16 +114,20 @@ def test_mixed_precision_keeps_float32_probabilities():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
-def test_every_net_runs_under_jax():
+def test_every_net_runs_and_a_fold_trains_and_exports_under_jax(glioma_path, tmp_path):
     code = (
         "import numpy as np; from nucseg.config import Config; from nucseg.models import build_model\n"
         "import sys; sys.path.insert(0, 'tests'); from test_models import small_config, SMALL\n"
         "for arch in SMALL:\n"
         "    out = np.asarray(build_model(small_config(arch))(np.zeros((1, 64, 96, 3), 'float32')))\n"
         "    assert out.shape == (1, 64, 96, 2), out.shape\n"
+        "import sys, pathlib; from nucseg.data import load_dataset; from nucseg.train import train_fold\n"
+        "config = small_config('unet', data=sys.argv[1], steps=4, steps_per_epoch=2, crop=64)\n"
+        "result = train_fold(config, load_dataset(sys.argv[1]), 'TCGA-DU-8165', sys.argv[2], verbose=0)\n"
+        "assert (pathlib.Path(sys.argv[2]) / 'saved_model' / 'saved_model.pb').is_file() and result.steps == 4\n"
         "print('ok')\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600,
+    done = subprocess.run([sys.executable, "-c", code, str(glioma_path), str(tmp_path / "fold")], env=env, capture_output=True, text=True, timeout=600,
                           cwd=os.path.dirname(os.path.dirname(__file__)))
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
