@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from nucseg.augment import make_augmenter, make_batch_jitter
 from nucseg.data import Tile
+from nucseg.models.nets import SIZE_MULTIPLE
 from nucseg.weights import binary_target, weight_map
 
 
@@ -81,12 +82,14 @@ def training_dataset(stack: TileStack, config, start_batch: int = 0) -> tf.data.
 
 def evaluation_dataset(tiles: list[Tile], config) -> tf.data.Dataset:
     """Whole tiles, unaugmented, in order: (image float32 0..255, target int32, weight).
-    Tiles must have sides divisible by 32 to go through a network in one piece."""
+    Sides are padded to a multiple of 32 (mirrored image, weight 0) so any net takes them."""
 
     def generate():
         for tile in tiles:
             target, weight = tile_target_and_weight(tile, config)
-            yield tile.image.astype(np.float32), target.astype(np.int32), weight
+            pad = [(0, -side % SIZE_MULTIPLE) for side in target.shape]
+            yield (np.pad(tile.image, [*pad, (0, 0)], mode="reflect").astype(np.float32),
+                   np.pad(target, pad).astype(np.int32), np.pad(weight, pad))
 
     signature = (
         tf.TensorSpec([None, None, 3], tf.float32),

@@ -107,9 +107,7 @@ def claim_folder(out_dir: Path, config: Config) -> None:
 
 def _resume_or_build(out_dir: Path, config: Config, total_steps: int) -> keras.Model:
     checkpoint = out_dir / CHECKPOINT
-    if checkpoint.is_file():
-        import nucseg.models  # noqa: F401  (registers custom layers)
-
+    if checkpoint.is_file():  # importing nucseg.models registered its custom layer
         return keras.models.load_model(checkpoint)
     return compile_model(build_model(config), config, total_steps)
 

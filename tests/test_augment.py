@@ -116,3 +116,14 @@ def test_evaluation_stream_is_whole_tiles_unaugmented(glioma_tiles, quick_config
     image, target, weight = batches[1]
     assert np.array_equal(image.numpy()[0], tiles[1].image.astype(np.float32))
     assert image.shape == (1, 512, 512, 3) and target.shape == (1, 512, 512)
+
+
+def test_evaluation_stream_pads_odd_sizes_with_weight_zero(glioma_tiles, quick_config):
+    from nucseg.data import Tile
+
+    tile = glioma_tiles[0]
+    odd = Tile(tile.patient, tile.tile_id, tile.image[:500, :470], tile.label[:500, :470])
+    image, target, weight = next(iter(evaluation_dataset([odd], quick_config)))
+    assert image.shape == (1, 512, 480, 3)
+    assert (weight.numpy()[0, 500:] == 0).all() and (weight.numpy()[0, :, 470:] == 0).all()
+    assert (weight.numpy()[0, :500, :470] > 0).all()
