@@ -110,9 +110,9 @@ class Config:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-    def config_hash(self) -> str:
-        """Names what determines the results: every field but the data path."""
-        values = {k: v for k, v in self.to_dict().items() if k != "data"}
+    def config_hash(self, ignore=("data",)) -> str:
+        """Names what determines the results: every field but the data path (and `ignore`)."""
+        values = {k: v for k, v in self.to_dict().items() if k not in ignore}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
     def validated(self) -> Config:

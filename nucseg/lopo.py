@@ -14,9 +14,7 @@ weight decay, in `<out>/grid/<setting>/`, as the paper did to choose them.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -26,31 +24,11 @@ from nucseg.config import Config, ConfigError
 from nucseg.data import Tile, load_dataset, patients_of
 from nucseg.figures import boxplot_figure, overlay_figure, save_figure
 from nucseg.folds import lopo_folds
-from nucseg.io import write_json_atomic, write_text_atomic
+from nucseg.io import write_text_atomic
 from nucseg.results import append_fold_row, markdown_table, read_folds, write_summary
-from nucseg.train import train_fold
+from nucseg.train import claim_folder, train_fold
 
 GRID_FIELDS = ("lr", "momentum", "weight_decay")
-
-
-def study_hash(config: Config) -> str:
-    """What a run folder is bound to: every field but the architecture and the data path."""
-    values = {k: v for k, v in config.to_dict().items() if k not in ("arch", "data")}
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def claim_run_folder(out_dir: Path, config: Config) -> None:
-    path = out_dir / "config.json"
-    if path.is_file():
-        previous = Config(**json.loads(path.read_text()))
-        if study_hash(previous) != study_hash(config):
-            changed = sorted(k for k, v in config.to_dict().items()
-                             if getattr(previous, k) != v and k not in ("arch", "data"))
-            raise ConfigError(f"{out_dir} holds a study with another configuration (differs in {changed}). "
-                              "Use a new --out folder for this one, or remove the old folder to start again.")
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, config.to_dict())
 
 
 def fold_row(config: Config, val_patient: str, result) -> dict:
@@ -78,7 +56,7 @@ def run_lopo(config: Config, archs, out_dir: str | Path, tiles: list[Tile] | Non
     """Train and score every (arch, held-out patient); returns the folds table."""
     out_dir = Path(out_dir)
     tiles = tiles if tiles is not None else load_dataset(config.data)
-    claim_run_folder(out_dir, config)
+    claim_folder(out_dir, config, ignore=("arch", "data"))  # a study folder holds every arch
     folds_csv = out_dir / "folds.csv"
     for arch in archs:
         arch_config = config.replace(arch=arch)

@@ -33,8 +33,7 @@ def load_predictor(path: str | Path):
     if path.is_file() and path.suffix == ".keras":
         import keras
 
-        import nucseg.losses  # noqa: F401  (registers what the .keras file names)
-        import nucseg.models  # noqa: F401
+        import nucseg.losses  # noqa: F401  (registers what the .keras file names; nucseg.models is imported above)
 
         model = keras.models.load_model(path, compile=False)
         return lambda batch: np.asarray(model(batch, training=False))

@@ -93,15 +93,17 @@ class StopOnNaN(keras.callbacks.Callback):
             )
 
 
-def claim_folder(out_dir: Path, config: Config) -> None:
-    """Write config.json, or check that the folder's one is this configuration."""
+def claim_folder(out_dir: Path, config: Config, ignore=("data",)) -> None:
+    """Write config.json, or check that the folder's one is this configuration (but `ignore`)."""
     path = out_dir / "config.json"
     if path.is_file():
-        previous = json.loads(path.read_text())
-        if Config(**previous).config_hash() != config.config_hash():
-            changed = sorted(k for k, v in config.to_dict().items() if previous.get(k) != v and k != "data")
+        previous = Config(**json.loads(path.read_text()))
+        if previous.config_hash(ignore) != config.config_hash(ignore):
+            changed = sorted(k for k, v in config.to_dict().items() if getattr(previous, k) != v and k not in ignore)
             raise ConfigError(f"{out_dir} holds a run with another configuration (differs in {changed}). "
-                              "Use another --out folder, or remove this one to start again.")
+                              "Use a new --out folder for this one, or remove the old folder to start again.")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, config.to_dict())
 
 

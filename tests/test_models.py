@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from nucseg.config import Config
-from nucseg.losses import masked_weighted_cross_entropy
 from nucseg.models import EncoderWeightsError, MaxUnpooling2D, build_model, deconvnet, fcn8, pangnet, unet
 from nucseg.train import compile_model
 
