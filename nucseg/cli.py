@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
-from nucseg.config import ARCHITECTURES, DEFAULT_DATA, Config, ConfigError, resolve_data_path
+from nucseg.config import ARCHITECTURES, DEFAULT_DATA, PROFILES, Config, ConfigError, resolve_data_path
 from nucseg.errors import InputError, TrainingDiverged
+from nucseg.health import describe_flags
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -21,7 +23,7 @@ def _add_data(parser):
 def _add_config_options(parser):
     """Options that map onto Config fields; unset ones keep the profile's value."""
     parser.add_argument("--config", help="YAML or JSON configuration file (its `profile` key, then its fields)")
-    parser.add_argument("--profile", choices=["quick", "paper"], help="starting profile (default: paper, or the file's)")
+    parser.add_argument("--profile", choices=sorted(PROFILES), help="starting profile (default: paper, or the file's)")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--crop", type=int)
@@ -57,7 +59,11 @@ def _parse_field(name: str, value: str):
         raise ConfigError(f"--set {name}=...: no such Config field; known fields: {sorted(fields)}")
     default = getattr(Config(), name)
     if isinstance(default, bool):
-        return value.lower() in ("1", "true", "yes", "on")
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"--set {name}={value}: expected a boolean (true/false, yes/no, on/off, 1/0)")
     if value.lower() in ("none", "null"):
         return None
     if default is None:
@@ -112,13 +118,24 @@ def cmd_bench_pipeline(args) -> int:
     return 0
 
 
+def _check_out_folder(out: str) -> None:
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"--out {out} is a file; pass a folder (it is created if missing).")
+
+
 def cmd_train(args) -> int:
-    from nucseg.data import load_dataset
+    from nucseg.data import load_dataset, patients_of
+    from nucseg.folds import fold_for
     from nucseg.train import train_fold
 
+    _check_out_folder(args.out)
     config = config_from_args(args, arch=args.arch)
-    result = train_fold(config, load_dataset(config.data), args.val_patient, args.out, verbose=args.verbose)
+    tiles = load_dataset(config.data)
+    fold_for(patients_of(tiles), args.val_patient)  # an unknown patient is named before anything is written
+    result = train_fold(config, tiles, args.val_patient, args.out, verbose=args.verbose)
     print(f"{config.arch}, held-out patient {result.val_patient}: {result.steps} steps, {result.seconds} s")
+    if result.flags:
+        print(f"WARNING: this fold did not learn: {describe_flags(result.flags)}", file=sys.stderr)
     print("  " + "  ".join(f"{k}={v:.4f}" for k, v in result.scores.items()))
     print(f"  models: {Path(args.out) / 'model.keras'}, {Path(args.out) / 'saved_model'}")
     return 0
@@ -126,12 +143,17 @@ def cmd_train(args) -> int:
 
 def cmd_predict(args) -> int:
     from nucseg.data import read_image
-    from nucseg.predict import load_predictor, predict_probability, write_prediction
+    from nucseg.predict import check_tiling, load_predictor, output_names, predict_probability, write_prediction
 
+    _check_out_folder(args.out)
+    check_tiling(args.tile, args.overlap)
+    if not 0 <= args.threshold <= 1:
+        raise InputError(f"--threshold {args.threshold}: a probability threshold is between 0 and 1.")
+    names = output_names(args.images)
     predictor = load_predictor(args.model)
-    for path in args.images:
+    for path, name in zip(args.images, names):
         probability = predict_probability(predictor, read_image(path), tile=args.tile, overlap=args.overlap)
-        prob_png, mask_png = write_prediction(probability, Path(args.out), Path(path).stem, args.threshold)
+        prob_png, mask_png = write_prediction(probability, Path(args.out), name, args.threshold)
         print(f"{path}: {prob_png}, {mask_png}")
     return 0
 
@@ -140,6 +162,7 @@ def cmd_lopo(args) -> int:
     from nucseg.lopo import read_grid, run_grid, run_lopo
     from nucseg.results import summary_markdown, summarize_folds
 
+    _check_out_folder(args.out)
     config = config_from_args(args)
     if args.grid:
         table = run_grid(config, args.arch, args.out, read_grid(args.grid), args.val_patients, verbose=args.verbose)
@@ -148,6 +171,15 @@ def cmd_lopo(args) -> int:
     folds = run_lopo(config, args.arch, args.out, val_patients=args.val_patients, verbose=args.verbose)
     print(f"\n{len(folds)} folds in {Path(args.out) / 'folds.csv'}; summary (mean ± std over patients):\n")
     print(summary_markdown(summarize_folds(folds)))
+    return 0
+
+
+def cmd_bench_memory(args) -> int:
+    from nucseg.bench_memory import bench_training_memory, format_memory
+    from nucseg.data import load_dataset
+
+    config = config_from_args(args)
+    print(format_memory(bench_training_memory(load_dataset(config.data), config, big_side=args.big_side)))
     return 0
 
 
@@ -181,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(pipeline)
     pipeline.add_argument("--seconds", type=float, default=20.0, help="measuring time per pipeline")
     pipeline.set_defaults(run=cmd_bench_pipeline)
+    memory = bench.add_parser("memory", help="peak memory of the training input with one very large tile")
+    _add_data(memory)
+    _add_config_options(memory)
+    memory.add_argument("--big-side", type=int, default=6000, help="side of the large tile added to the data set")
+    memory.set_defaults(run=cmd_bench_memory)
     nets = bench.add_parser("models", help="parameters, training steps/s and predict time per net")
     _add_config_options(nets)
     nets.add_argument("--arch", nargs="+", choices=ARCHITECTURES, default=list(ARCHITECTURES))
@@ -192,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--arch", choices=ARCHITECTURES, required=True)
     train.add_argument("--val-patient", required=True, help="the held-out patient")
     train.add_argument("--out", required=True, help="the fold's folder (rerun with the same one to resume)")
-    train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="1: progress bar, 2: a line per epoch")
+    train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="0: quiet, 1: one progress bar (default), 2: a line per epoch")
     _add_config_options(train)
     train.set_defaults(run=cmd_train)
 
@@ -202,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     lopo.add_argument("--out", required=True, help="the run folder (rerun the same command to resume)")
     lopo.add_argument("--grid", help="YAML of lr / momentum / weight_decay lists: the study for each setting")
     lopo.add_argument("--val-patients", nargs="+", help="hold out only these patients (default: every patient)")
-    lopo.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2], help="1: progress bar, 2: a line per epoch")
+    lopo.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="0: a line per fold, 1: and one progress bar per fold (default), 2: a line per epoch")
     _add_config_options(lopo)
     lopo.set_defaults(run=cmd_lopo)
 
@@ -218,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # TensorFlow's C++ start-up lines (oneDNN, CPU features, XLA) would come at every import and
+    # compilation; errors still show. Set TF_CPP_MIN_LOG_LEVEL=0 to see them all.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

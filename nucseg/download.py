@@ -79,6 +79,8 @@ def _unpack(archive: Path, into: Path) -> None:
 def download_tnbc(dest: str | Path, record: str = TNBC_RECORD, base_url: str = ZENODO_URL,
                   timeout: float = 60.0, log=print) -> Path:
     dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise DownloadError(f"--dest {dest} is a file, not a folder. Pass a folder to unpack TNBC into (default data/tnbc).")
     if dest.exists() and any(dest.iterdir()):
         log(f"{dest} already holds a dataset; nothing downloaded (remove it to download again).")
         return dest

@@ -32,6 +32,16 @@ def predict_tiles(predictor, tiles: list[Tile], config) -> list[TilePrediction]:
     return predictions
 
 
+def score_held_out(model, held_out: list[Tile], config) -> tuple[list[TilePrediction], dict[str, float]]:
+    """A trained Keras model's predictions of the held-out tiles and their pooled scores, with
+    the weighted loss on them (`val_loss`)."""
+    from nucseg.pipeline import evaluation_dataset, for_keras
+
+    predictions = predict_tiles(lambda batch: np.asarray(model(batch, training=False)), held_out, config)
+    val_loss = model.evaluate(evaluation_dataset(held_out, config).map(for_keras), verbose=0)
+    return predictions, {**pooled_scores(predictions), "val_loss": float(val_loss)}
+
+
 def pooled_scores(predictions: list[TilePrediction]) -> dict[str, float]:
     pixels = sum((p.pixels for p in predictions), PixelCounts())
     objects = sum((p.objects for p in predictions), ObjectCounts())

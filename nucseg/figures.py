@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # headless, matplotlib falls back to Agg; notebooks keep their own backend
+import numpy as np
+from skimage.segmentation import find_boundaries
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from skimage.segmentation import find_boundaries  # noqa: E402
-
-from nucseg.io import save_with  # noqa: E402
-from nucseg.results import SUMMARY_SCORES  # noqa: E402
+from nucseg.io import save_with
+from nucseg.results import SUMMARY_SCORES
 
 TRUE_COLOUR = (0, 255, 0)
 PREDICTED_COLOUR = (255, 0, 255)

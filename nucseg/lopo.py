@@ -23,16 +23,18 @@ import yaml
 from nucseg.config import Config, ConfigError
 from nucseg.data import Tile, load_dataset, patients_of
 from nucseg.figures import boxplot_figure, overlay_figure, save_figure
-from nucseg.folds import lopo_folds
+from nucseg.folds import check_patients, lopo_folds
+from nucseg.health import describe_flags
 from nucseg.io import write_text_atomic
 from nucseg.results import append_fold_row, markdown_table, read_folds, write_summary
-from nucseg.train import claim_folder, train_fold
+from nucseg.runs import claim_folder
+from nucseg.train import train_fold
 
 GRID_FIELDS = ("lr", "momentum", "weight_decay")
 
 
 def fold_row(config: Config, val_patient: str, result) -> dict:
-    return {"arch": config.arch, "val_patient": val_patient, **result.scores, "steps": result.steps,
+    return {"arch": config.arch, "val_patient": val_patient, **result.scores, "flags": result.flags, "steps": result.steps,
             "seconds": result.seconds, "seed": config.seed, "config_hash": config.config_hash()}
 
 
@@ -52,15 +54,18 @@ def _overlay(out_dir: Path, config: Config, result, tiles: list[Tile]) -> None:
 
 
 def run_lopo(config: Config, archs, out_dir: str | Path, tiles: list[Tile] | None = None,
-             val_patients=None, log=print, verbose: int | str = 2) -> pd.DataFrame:
+             val_patients=None, log=print, verbose: int = 1) -> pd.DataFrame:
     """Train and score every (arch, held-out patient); returns the folds table."""
     out_dir = Path(out_dir)
     tiles = tiles if tiles is not None else load_dataset(config.data)
+    splits = lopo_folds(patients_of(tiles))
+    if val_patients is not None:
+        check_patients(patients_of(tiles), val_patients)  # before the run folder is claimed
     claim_folder(out_dir, config, ignore=("arch", "data"))  # a study folder holds every arch
     folds_csv = out_dir / "folds.csv"
     for arch in archs:
         arch_config = config.replace(arch=arch)
-        for fold in lopo_folds(patients_of(tiles)):
+        for fold in splits:
             if val_patients is not None and fold.val_patient not in val_patients:
                 continue
             done = read_folds(folds_csv)
@@ -72,6 +77,8 @@ def run_lopo(config: Config, archs, out_dir: str | Path, tiles: list[Tile] | Non
             _overlay(out_dir, arch_config, result, tiles)
             append_fold_row(folds_csv, fold_row(arch_config, fold.val_patient, result))
             log(f"{arch} / {fold.val_patient}: F1 {result.scores['f1']:.3f}, AJI {result.scores['aji']:.3f}")
+            if result.flags:
+                log(f"WARNING: {arch} / {fold.val_patient} did not learn: {describe_flags(result.flags)}")
     folds = read_folds(folds_csv)
     write_summary(folds, out_dir)
     save_figure(boxplot_figure(folds), out_dir / "figures" / "boxplots.png")
@@ -99,10 +106,12 @@ def setting_name(setting: dict) -> str:
 
 
 def run_grid(config: Config, archs, out_dir: str | Path, grid: list[dict], val_patients=None, log=print,
-             verbose=2) -> pd.DataFrame:
+             verbose=1) -> pd.DataFrame:
     """The LOPO study for each setting; grid_summary.csv/.md: mean scores per (setting, arch)."""
     out_dir = Path(out_dir)
     tiles = load_dataset(config.data)
+    if val_patients is not None:
+        check_patients(patients_of(tiles), val_patients)
     rows = []
     for setting in grid:
         log(f"grid setting {setting_name(setting)}")

@@ -41,6 +41,7 @@ class PixelCounts:
             "iou": _ratio(self.tp, self.tp + self.fp + self.fn),
             "tpr": tpr,
             "tnr": tnr,
+            "predicted_fraction": _ratio(self.tp + self.fp, self.tp + self.fp + self.fn + self.tn),
         }
 
 

@@ -15,13 +15,14 @@ import tensorflow as tf
 
 from nucseg.augment import make_augmenter, make_batch_jitter
 from nucseg.data import Tile
+from nucseg.errors import InputError
 from nucseg.models.nets import SIZE_MULTIPLE
 from nucseg.weights import binary_target, weight_map
 
 
 @dataclasses.dataclass(frozen=True)
 class TileStack:
-    """Tiles padded to one size, with their targets, weights and true sizes."""
+    """Tiles (or pieces of large tiles) padded to one size, with their targets, weights and true sizes."""
 
     images: np.ndarray  # (N, H, W, 3) uint8
     targets_weights: np.ndarray  # (N, H, W, 2) float32: target (nucleus = 1), weight (0 outside the tile)
@@ -34,18 +35,52 @@ def tile_target_and_weight(tile: Tile, config) -> tuple[np.ndarray, np.ndarray]:
     return target, weight
 
 
+def piece_side(tiles: list[Tile], crop: int) -> int:
+    """The side of the pieces the stack is made of: the median tile side, at least twice the crop."""
+    return max(int(np.median([max(t.label.shape) for t in tiles])), 2 * crop)
+
+
+def piece_windows(height: int, width: int, side: int, overlap: int) -> list[tuple[slice, slice]]:
+    """Windows of at most side x side covering a height x width tile, overlapping by `overlap`
+    (at least the crop, so that every crop that fits in the tile fits in one piece)."""
+    def starts(length):
+        if length <= side:
+            return [0]
+        step = side - overlap
+        positions = list(range(0, length - side, step)) + [length - side]
+        return sorted(set(positions))
+
+    pieces_y = [slice(y, min(y + side, height)) for y in starts(height)]
+    pieces_x = [slice(x, min(x + side, width)) for x in starts(width)]
+    return [(y, x) for y in pieces_y for x in pieces_x]
+
+
 def prepare_tiles(tiles: list[Tile], config) -> TileStack:
+    """Targets and weights of every tile (computed on the whole tile), then the tiles cut into
+    pieces no larger than `piece_side` and padded to it. Memory grows with the pixels of the data
+    set, not with (tiles x largest tile): one 6000 x 6000 tile beside 512 x 512 ones becomes
+    overlapping pieces of 512 x 512 instead of forcing every tile to 6000 x 6000. A large tile is
+    then drawn in proportion to its pieces (its area), a tile of the usual size once."""
     if not tiles:
         raise ValueError("no tiles to train on")
-    height = max(t.image.shape[0] for t in tiles)
-    width = max(t.image.shape[1] for t in tiles)
-    images = np.zeros((len(tiles), height, width, 3), np.uint8)
-    targets_weights = np.zeros((len(tiles), height, width, 2), np.float32)
-    for i, tile in enumerate(tiles):
-        h, w = tile.label.shape
-        images[i, :h, :w] = tile.image
-        targets_weights[i, :h, :w] = np.stack(tile_target_and_weight(tile, config), axis=-1)
-    sizes = np.array([t.label.shape for t in tiles], np.int32)
+    too_small = [t for t in tiles if min(t.label.shape) < config.crop]
+    if too_small:
+        names = ", ".join(f"{t.patient}/{t.tile_id} ({t.label.shape[1]}x{t.label.shape[0]})" for t in too_small[:5])
+        raise InputError(f"crop={config.crop} is larger than {len(too_small)} tile(s): {names}. "
+                         f"Use --crop {max(32, min(min(t.label.shape) for t in tiles) // 32 * 32)} or less.")
+    side = piece_side(tiles, config.crop)
+    pieces = []
+    for tile in tiles:
+        target_weight = np.stack(tile_target_and_weight(tile, config), axis=-1)
+        for window in piece_windows(*tile.label.shape, side, overlap=config.crop):
+            pieces.append((tile.image[window], target_weight[window]))
+    images = np.zeros((len(pieces), side, side, 3), np.uint8)
+    targets_weights = np.zeros((len(pieces), side, side, 2), np.float32)
+    for i, (image, target_weight) in enumerate(pieces):
+        h, w = image.shape[:2]
+        images[i, :h, :w] = image
+        targets_weights[i, :h, :w] = target_weight
+    sizes = np.array([image.shape[:2] for image, _ in pieces], np.int32)
     return TileStack(images, targets_weights, sizes)
 
 

@@ -8,13 +8,14 @@ do not show.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from nucseg.errors import InputError
 from nucseg.io import write_png_atomic
-from nucseg.models import SIZE_MULTIPLE
+from nucseg.models.nets import SIZE_MULTIPLE
 
 
 class ModelLoadError(InputError):
@@ -33,9 +34,9 @@ def load_predictor(path: str | Path):
     if path.is_file() and path.suffix == ".keras":
         import keras
 
-        import nucseg.losses  # noqa: F401  (registers what the .keras file names; nucseg.models is imported above)
+        from nucseg.models import custom_objects
 
-        model = keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False, custom_objects=custom_objects())
         return lambda batch: np.asarray(model(batch, training=False))
     raise ModelLoadError(f"{path}: not a .keras file nor a SavedModel folder (with saved_model.pb). "
                          "Pass <run>/<arch>/<patient>/model.keras or .../saved_model.")
@@ -62,10 +63,35 @@ def _starts(length: int, tile: int, stride: int) -> list[int]:
     return starts
 
 
+def check_tiling(tile: int, overlap: int) -> None:
+    if tile < SIZE_MULTIPLE or tile % SIZE_MULTIPLE:
+        raise InputError(f"--tile {tile}: the tile side must be a positive multiple of {SIZE_MULTIPLE} (e.g. 512).")
+    if not 0 <= overlap < tile // 2:
+        raise InputError(f"--overlap {overlap}: the overlap must be at least 0 and less than half the tile "
+                         f"({tile // 2}); 64 is usual.")
+
+
+def output_names(paths) -> list[str]:
+    """One output name per input image: its file name without extension, or, where two inputs
+    share that name, its path below their common folder with '/' as '__' (a/x.png -> a__x)."""
+    paths = [Path(p) for p in paths]
+    stems = [p.stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    resolved = [p.resolve() for p in paths]
+    if len(set(resolved)) < len(resolved):
+        twice = sorted({str(p) for p, r in zip(paths, resolved) if resolved.count(r) > 1})
+        raise InputError(f"{', '.join(twice)}: the same image is given twice; give each image once.")
+    common = Path(os.path.commonpath([r.parent for r in resolved]))
+    names = []
+    for stem, path in zip(stems, resolved):
+        names.append("__".join(path.relative_to(common).with_suffix("").parts) if stems.count(stem) > 1 else stem)
+    return names
+
+
 def predict_probability(predictor, image: np.ndarray, tile: int = 512, overlap: int = 64) -> np.ndarray:
     """Nucleus probability (H, W) float32 of an RGB image (H, W, 3), values 0..255."""
-    if tile % SIZE_MULTIPLE or overlap >= tile // 2:
-        raise ValueError(f"tile must be a multiple of {SIZE_MULTIPLE} and overlap < tile / 2")
+    check_tiling(tile, overlap)
     height, width = image.shape[:2]
     image = image.astype(np.float32)
     if height <= tile and width <= tile:

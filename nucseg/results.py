@@ -9,8 +9,8 @@ import pandas as pd
 
 from nucseg.io import write_text_atomic
 
-SCORE_COLUMNS = ["accuracy", "f1", "perf", "iou", "tpr", "tnr", "aji", "object_precision", "object_recall", "object_f1", "pq"]
-FOLD_COLUMNS = ["arch", "val_patient", *SCORE_COLUMNS, "val_loss", "steps", "seconds", "seed", "config_hash"]
+SCORE_COLUMNS = ["accuracy", "f1", "perf", "iou", "tpr", "tnr", "predicted_fraction", "aji", "object_precision", "object_recall", "object_f1", "pq"]
+FOLD_COLUMNS = ["arch", "val_patient", *SCORE_COLUMNS, "val_loss", "flags", "steps", "seconds", "seed", "config_hash"]
 SUMMARY_SCORES = {"accuracy": "Acc", "f1": "F1", "perf": "Perf", "aji": "AJI", "object_f1": "object F1", "pq": "PQ"}
 
 
@@ -18,7 +18,9 @@ def read_folds(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         return pd.DataFrame(columns=FOLD_COLUMNS)
-    return pd.read_csv(path, dtype={"val_patient": str, "config_hash": str})
+    folds = pd.read_csv(path, dtype={"val_patient": str, "config_hash": str, "flags": str})
+    folds["flags"] = folds["flags"].fillna("") if "flags" in folds else ""
+    return folds
 
 
 def append_fold_row(path: str | Path, row: dict) -> pd.DataFrame:
@@ -35,7 +37,8 @@ def append_fold_row(path: str | Path, row: dict) -> pd.DataFrame:
 def summarize_folds(folds: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over patients, per architecture."""
     grouped = folds.groupby("arch", sort=False)
-    summary = pd.DataFrame({"patients": grouped.size()})
+    summary = pd.DataFrame({"patients": grouped.size(),
+                            "flagged": grouped["flags"].apply(lambda f: int((f.astype(str) != "").sum()))})
     for column in SUMMARY_SCORES:
         summary[f"{column}_mean"] = grouped[column].mean()
         summary[f"{column}_std"] = grouped[column].std(ddof=1).fillna(0.0)
@@ -48,7 +51,10 @@ def summary_markdown(summary: pd.DataFrame, digits: int = 3) -> str:
     lines = [header, "|---|---:|" + "---:|" * len(SUMMARY_SCORES)]
     for _, row in summary.iterrows():
         cells = [f"{row[f'{c}_mean']:.{digits}f} ± {row[f'{c}_std']:.{digits}f}" for c in SUMMARY_SCORES]
-        lines.append(f"| {row['arch']} | {row['patients']} | " + " | ".join(cells) + " |")
+        patients = f"{row['patients']} ({row['flagged']} flagged)" if row["flagged"] else f"{row['patients']}"
+        lines.append(f"| {row['arch']} | {patients} | " + " | ".join(cells) + " |")
+    if summary["flagged"].sum():
+        lines.append("\nFlagged folds did not learn (see the `flags` column of folds.csv); they are in the means above.")
     return "\n".join(lines) + "\n"
 
 

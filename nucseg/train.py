@@ -1,11 +1,13 @@
 """Training one leave-one-patient-out fold, resumable, then export and held-out scores.
 
 `train_fold` writes into its folder: config.json (refused if the folder holds another
-configuration), logs/ (TensorBoard), checkpoint.keras (model and optimiser state, replaced
-atomically at each epoch end, removed once the fold is exported), model.keras and
-saved_model/, and scores.json (the held-out patient's scores, written last: the fold is done
-when it exists). Killed and started again on the same folder, it goes on from the last
-checkpoint, with the same training samples it would have drawn.
+configuration), logs/ (TensorBoard), losses.json (the mean loss of each epoch),
+checkpoint.keras (model and optimiser state, replaced atomically at each epoch end, removed
+once the fold is exported), model.keras and saved_model/, and scores.json (the held-out
+patient's scores, written last: the fold is done when it exists). Killed and started again on
+the same folder, it goes on from the last checkpoint, with the same training samples it would
+have drawn. A new fold seeds Keras's random generators from config.seed, so that a fold is
+reproducible.
 """
 
 from __future__ import annotations
@@ -17,21 +19,23 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
-from nucseg.config import Config, ConfigError
+from nucseg.config import Config
 from nucseg.data import Tile, patients_of
 from nucseg.errors import TrainingDiverged
-from nucseg.evaluate import TilePrediction, pooled_scores, predict_tiles
+from nucseg.evaluate import TilePrediction, score_held_out
 from nucseg.export import export_model
 from nucseg.folds import fold_for
+from nucseg.health import fold_flags
 from nucseg.io import save_with, write_json_atomic
-from nucseg.losses import masked_weighted_cross_entropy
-from nucseg.models import build_model
-from nucseg.pipeline import evaluation_dataset, for_keras, prepare_tiles, training_dataset
+from nucseg.models import build_model, custom_objects
+from nucseg.optimizer import compile_model
+from nucseg.pipeline import for_keras, prepare_tiles, training_dataset
+from nucseg.runs import claim_folder
 
 CHECKPOINT = "checkpoint.keras"
 SCORES = "scores.json"
+LOSSES = "losses.json"
 
 
 @dataclasses.dataclass
@@ -42,40 +46,27 @@ class FoldResult:
     seconds: float
     out_dir: Path
     predictions: list[TilePrediction] | None = None  # None when the fold was already done
-
-
-def schedule_of(config: Config, total_steps: int):
-    steps = config.steps_per_epoch * max(total_steps // config.steps_per_epoch, 1)
-    if config.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=steps, alpha=0.01)
-    return config.lr
-
-
-def xla_for_training() -> bool | str:
-    """XLA slows training on TensorFlow's CPU build (measured at batch 4 of 256x256: PangNet
-    0.059 against 0.031 s/step, quick U-Net 0.23 against 0.16); elsewhere (JAX, GPUs) Keras's
-    "auto" compiles the train step with XLA, as it should."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_physical_devices("GPU"))
-    return "auto"
-
-
-def compile_model(model: keras.Model, config: Config, total_steps: int) -> keras.Model:
-    optimizer = keras.optimizers.SGD(schedule_of(config, total_steps), momentum=config.momentum,
-                                     weight_decay=config.weight_decay)
-    model.compile(optimizer=optimizer, loss=masked_weighted_cross_entropy, jit_compile=xla_for_training())
-    return model
+    flags: str = ""  # see nucseg.health: "" when the model learned
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
+    """At each epoch end: the epoch's mean loss into losses.json (by epoch, so a redone epoch
+    replaces its entry), then the model and optimiser state into the checkpoint."""
+
     def __init__(self, path: Path):
         super().__init__()
         self.path = path
 
     def on_epoch_end(self, epoch, logs=None):
+        losses = read_epoch_losses(self.path.parent)
+        losses[epoch] = float((logs or {}).get("loss", float("nan")))
+        write_json_atomic(self.path.parent / LOSSES, {str(k): v for k, v in sorted(losses.items())})
         save_with(self.path, self.model.save, suffix=".keras")
+
+
+def read_epoch_losses(out_dir: Path) -> dict[int, float]:
+    path = Path(out_dir) / LOSSES
+    return {int(k): v for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -93,65 +84,69 @@ class StopOnNaN(keras.callbacks.Callback):
             )
 
 
-def claim_folder(out_dir: Path, config: Config, ignore=("data",)) -> None:
-    """Write config.json, or check that the folder's one is this configuration (but `ignore`)."""
-    path = out_dir / "config.json"
-    if path.is_file():
-        previous = Config(**json.loads(path.read_text()))
-        if previous.config_hash(ignore) != config.config_hash(ignore):
-            changed = sorted(k for k, v in config.to_dict().items() if getattr(previous, k) != v and k not in ignore)
-            raise ConfigError(f"{out_dir} holds a run with another configuration (differs in {changed}). "
-                              "Use a new --out folder for this one, or remove the old folder to start again.")
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, config.to_dict())
+class FoldProgress(keras.callbacks.Callback):
+    """One progress bar for the whole fold (steps done, loss, time left), resumed runs included;
+    Keras's own bar starts again at every epoch."""
+
+    def __init__(self, total_steps: int, done: int):
+        super().__init__()
+        self.bar = keras.utils.Progbar(total_steps, stateful_metrics=["loss"], unit_name="step")
+        self.done = done
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.done += 1
+        self.bar.update(self.done, [("loss", float((logs or {}).get("loss", float("nan"))))])
 
 
 def _resume_or_build(out_dir: Path, config: Config, total_steps: int) -> keras.Model:
     checkpoint = out_dir / CHECKPOINT
-    if checkpoint.is_file():  # importing nucseg.models registered its custom layer
-        return keras.models.load_model(checkpoint)
+    if checkpoint.is_file():
+        return keras.models.load_model(checkpoint, custom_objects=custom_objects())
+    keras.utils.set_random_seed(config.seed)  # the fold's initial weights and dropout follow config.seed
     return compile_model(build_model(config), config, total_steps)
 
 
-def fit(config: Config, train_tiles: list[Tile], out_dir: Path, verbose: int | str = "auto") -> keras.Model:
-    """Train (or go on training) the model of out_dir to config.steps; returns it."""
+def training_stream(config: Config, train_tiles: list[Tile], start_batch: int = 0):
+    """The fold's (image, target + weight) batches, from `start_batch` on: from train_tiles only."""
+    return training_dataset(prepare_tiles(train_tiles, config), config, start_batch=start_batch).map(for_keras)
+
+
+def fit(config: Config, train_tiles: list[Tile], out_dir: Path, verbose: int = 1) -> keras.Model:
+    """Train (or go on training) the model of out_dir to config.steps; returns it.
+    verbose: 0 silent, 1 one progress bar for the fold, 2 Keras's line per epoch."""
     steps_per_epoch = min(config.steps_per_epoch, config.steps)
     epochs = math.ceil(config.steps / steps_per_epoch)
-    model = _resume_or_build(out_dir, config, epochs * steps_per_epoch)
+    total = epochs * steps_per_epoch  # == config.steps: Config checks that steps_per_epoch divides it
+    model = _resume_or_build(out_dir, config, total)
     done = int(model.optimizer.iterations)
-    if done >= epochs * steps_per_epoch:
+    if done >= total:
         return model
-    stream = training_dataset(prepare_tiles(train_tiles, config), config, start_batch=done).map(for_keras)
     callbacks = [StopOnNaN(config), EpochCheckpoint(out_dir / CHECKPOINT),
                  keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs"), update_freq="epoch")]
-    model.fit(stream, epochs=epochs, initial_epoch=done // steps_per_epoch, steps_per_epoch=steps_per_epoch,
-              callbacks=callbacks, verbose=verbose, shuffle=False)
+    if verbose == 1:
+        callbacks.append(FoldProgress(total, done))
+    model.fit(training_stream(config, train_tiles, start_batch=done), epochs=epochs,
+              initial_epoch=done // steps_per_epoch, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+              verbose=2 if verbose == 2 else 0, shuffle=False)
     return model
 
 
 def train_fold(config: Config, tiles: list[Tile], val_patient: str, out_dir: str | Path,
-               verbose: int | str = "auto") -> FoldResult:
+               verbose: int = 1) -> FoldResult:
     out_dir = Path(out_dir)
     fold = fold_for(patients_of(tiles), val_patient)
-    out_dir.mkdir(parents=True, exist_ok=True)
     claim_folder(out_dir, config)
     if (out_dir / SCORES).is_file():
         done = json.loads((out_dir / SCORES).read_text())
-        return FoldResult(val_patient, done["scores"], done["steps"], done["seconds"], out_dir)
+        return FoldResult(val_patient, done["scores"], done["steps"], done["seconds"], out_dir, flags=done.get("flags", ""))
 
     start = time.perf_counter()
-    train_tiles = [t for t in tiles if t.patient in fold.train_patients]
-    model = fit(config, train_tiles, out_dir, verbose)
+    model = fit(config, [t for t in tiles if t.patient in fold.train_patients], out_dir, verbose)
     export_model(model, out_dir)
-    steps = int(model.optimizer.iterations)
-    predictor = lambda batch: np.asarray(model(batch, training=False))  # noqa: E731
-    held_out = [t for t in tiles if t.patient == val_patient]
-    predictions = predict_tiles(predictor, held_out, config)
-    val_loss = model.evaluate(evaluation_dataset(held_out, config).map(for_keras), verbose=0)
-    scores = {**pooled_scores(predictions), "val_loss": float(val_loss)}
-    seconds = round(time.perf_counter() - start, 1)
-    write_json_atomic(out_dir / SCORES, {"val_patient": val_patient, "scores": scores, "steps": steps,
+    predictions, scores = score_held_out(model, [t for t in tiles if t.patient == val_patient], config)
+    flags = fold_flags(scores, [loss for _, loss in sorted(read_epoch_losses(out_dir).items())])
+    steps, seconds = int(model.optimizer.iterations), round(time.perf_counter() - start, 1)
+    write_json_atomic(out_dir / SCORES, {"val_patient": val_patient, "scores": scores, "flags": flags, "steps": steps,
                                          "seconds": seconds, "config_hash": config.config_hash()})
     (out_dir / CHECKPOINT).unlink(missing_ok=True)
-    return FoldResult(val_patient, scores, steps, seconds, out_dir, predictions)
+    return FoldResult(val_patient, scores, steps, seconds, out_dir, predictions, flags)

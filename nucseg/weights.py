@@ -1,9 +1,10 @@
 """Training targets and per-pixel weights from instance labels, computed once per tile.
 
 The weight map is U-Net's (Ronneberger et al. 2015):
-    w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 sigma**2))   on background pixels,
+    w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 sigma**2))   on target-background pixels,
 where w_c balances the two classes and d1, d2 are the distances to the nearest and the
-second-nearest nucleus. It is heavy on the thin background between touching nuclei.
+second-nearest nucleus. It is heavy on the thin background between touching nuclei, the lines
+that `binary_target` cuts out of touching nuclei included (there d1 is 0: the pixel is inside one).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def class_weights(target: np.ndarray) -> np.ndarray:
 
 
 def border_weights(label: np.ndarray, w0: float, sigma: float) -> np.ndarray:
-    """w0 * exp(-(d1 + d2)^2 / 2 sigma^2) on background, from the two nearest nuclei.
+    """w0 * exp(-(d1 + d2)^2 / 2 sigma^2) at every pixel, from the two nearest nuclei (distance 0
+    inside a nucleus); `weight_map` keeps it on the target's background only.
 
     A nucleus farther than 3 sigma cannot be one of the two that give a weight above
     w0 * exp(-4.5), so distances are computed only in each nucleus's box grown by 3 sigma.
@@ -47,12 +49,11 @@ def border_weights(label: np.ndarray, w0: float, sigma: float) -> np.ndarray:
         near1, near2 = d1[grown], d2[grown]
         d2[grown] = np.minimum(near2, np.maximum(near1, distance))
         d1[grown] = np.minimum(near1, distance)
-    weight = w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma**2))
-    return np.where(label == 0, weight, 0).astype(np.float32)
+    return (w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma**2))).astype(np.float32)
 
 
 def weight_map(label: np.ndarray, target: np.ndarray, class_balance: bool, w0: float, sigma: float) -> np.ndarray:
     base = class_weights(target) if class_balance else np.ones(target.shape, np.float32)
     if w0 > 0:
-        base = base + border_weights(label, w0, sigma)
+        base = base + np.where(target == 0, border_weights(label, w0, sigma), 0)
     return base.astype(np.float32)

@@ -11,7 +11,8 @@ GLIOMA = Path(os.environ.get("NUCSEG_DATA", ROOT.parent / "shared" / "data" / "t
 
 @pytest.fixture(scope="session")
 def glioma_path() -> Path:
-    assert (GLIOMA / "manifest.csv").is_file(), f"the shared test data is missing at {GLIOMA}"
+    if not (GLIOMA / "manifest.csv").is_file():
+        pytest.skip(f"the annotated glioma tiles are not at {GLIOMA} (../shared/data/tcga_glioma, or $NUCSEG_DATA)")
     return GLIOMA
 
 

@@ -4,14 +4,8 @@ import tensorflow as tf
 
 from nucseg.augment import elastic_basis, elastic_displacement, source_coordinates, warp
 from nucseg.config import Config
-from nucseg.pipeline import evaluation_dataset, prepare_tiles, training_dataset
-
-
-def test_elasticdeform_imports_under_numpy2():
-    import elasticdeform
-
-    assert int(np.__version__.split(".")[0]) >= 2
-    assert callable(elasticdeform.deform_grid)
+from nucseg.data import Tile
+from nucseg.pipeline import evaluation_dataset, piece_windows, prepare_tiles, training_dataset
 
 
 def identity_coords(size):
@@ -127,3 +121,61 @@ def test_evaluation_stream_pads_odd_sizes_with_weight_zero(glioma_tiles, quick_c
     assert image.shape == (1, 512, 480, 3)
     assert (weight.numpy()[0, 500:] == 0).all() and (weight.numpy()[0, :, 470:] == 0).all()
     assert (weight.numpy()[0, :500, :470] > 0).all()
+
+
+def test_nearest_neighbour_sampling_keeps_weight_values_as_they_are():
+    rng = np.random.default_rng(0)
+    weights = rng.choice(np.array([0.37, 1.5, 4.25, 9.75], np.float32), (48, 48))  # a non-binary weight map
+    target_weight = np.stack([np.zeros_like(weights), weights], -1)
+    angle = np.deg2rad(23.0)  # a free rotation: source coordinates fall between pixels
+    yy, xx = identity_coords(48)[..., 0] - 23.5, identity_coords(48)[..., 1] - 23.5
+    coords = np.stack([23.5 + np.cos(angle) * yy - np.sin(angle) * xx, 23.5 + np.sin(angle) * yy + np.cos(angle) * xx], -1)
+    _, _, warped = warp(tf.constant(np.zeros((48, 48, 3), np.uint8)), tf.constant(target_weight),
+                        tf.constant(coords.astype(np.float32)), 48, 48)
+    values = set(np.unique(warped.numpy()).tolist()) - {0.0}
+    assert values == set(np.float32([0.37, 1.5, 4.25, 9.75]).tolist())  # no value blended from two pixels
+    inside = (coords.min(-1) >= 0) & (coords.max(-1) <= 47)
+    nearest = weights[np.round(coords[..., 0]).clip(0, 47).astype(int), np.round(coords[..., 1]).clip(0, 47).astype(int)]
+    np.testing.assert_array_equal(warped.numpy()[inside], nearest[inside])
+
+
+def test_a_folds_training_stream_never_holds_a_held_out_tile():
+    from nucseg.train import training_stream
+
+    colours = {"A": 30, "B": 120, "C": 210}  # each patient's tiles have one grey level of their own
+    tiles = [Tile(p, f"{p}{k}", np.full((128, 128, 3), c, np.uint8), np.pad(np.ones((20, 20), np.int32), 54))
+             for p, c in colours.items() for k in range(2)]
+    config = Config.from_profile("quick", crop=64, batch_size=8, blur_probability=0, stain_jitter=0)
+    train_tiles = [t for t in tiles if t.patient != "B"]  # what train_fold passes for held-out patient B
+    seen = set()
+    for images, _ in training_stream(config, train_tiles).take(20):
+        seen |= set(np.unique(np.round(images.numpy())).tolist())
+    assert seen <= {30.0, 210.0} and seen == {30.0, 210.0}, seen
+
+
+def test_large_tiles_are_cut_into_pieces_not_every_tile_padded_to_them():
+    rng = np.random.default_rng(0)
+    small = [Tile("A", f"s{k}", rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), np.zeros((256, 256), np.int32))
+             for k in range(4)]
+    big = Tile("B", "big", rng.integers(0, 255, (1500, 1100, 3), dtype=np.uint8), np.zeros((1500, 1100), np.int32))
+    config = Config.from_profile("quick", crop=64)
+    stack = prepare_tiles([*small, big], config)
+    assert stack.images.shape[1:3] == (256, 256)  # the usual tile size, not 1500 x 1100
+    pixels = 4 * 256 * 256 + 1500 * 1100
+    assert stack.images.shape[0] * 256 * 256 < 2 * pixels  # overlap of one crop only
+    windows = piece_windows(1500, 1100, 256, overlap=64)
+    covered = np.zeros((1500, 1100), bool)
+    for wy, wx in windows:
+        covered[wy, wx] = True
+        assert wy.stop - wy.start <= 256 and wx.stop - wx.start <= 256
+    assert covered.all()
+    for y in range(0, 1500 - 64, 37):  # every 64 x 64 crop of the big tile lies in one piece
+        assert any(wy.start <= y and y + 64 <= wy.stop for wy, _ in windows)
+
+
+def test_a_crop_larger_than_the_tiles_is_refused():
+    from nucseg.errors import InputError
+
+    tiles = [Tile("A", "a", np.zeros((100, 120, 3), np.uint8), np.zeros((100, 120), np.int32))]
+    with pytest.raises(InputError, match="crop=128 is larger than 1 tile.*A/a \\(120x100\\).*--crop 96"):
+        prepare_tiles(tiles, Config.from_profile("quick", crop=128))

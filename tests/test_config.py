@@ -1,3 +1,4 @@
+import re
 import json
 
 import pytest
@@ -63,3 +64,20 @@ def test_cli_options_map_onto_the_config(glioma_path):
 def test_cli_reports_a_bad_option_without_a_traceback(capsys):
     assert main(["bench", "pipeline", "--set", "nonsense=1"]) == 2
     assert "no such Config field" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"border_sigma": 0}, "border_sigma=0 must be positive"),
+    ({"border_sigma": -2.0}, "border_sigma=-2.0 must be positive"),
+    ({"blur_sigma_max": 0}, "blur_sigma_max=0 must be positive"),
+    ({"border_weight": -1.0}, "border_weight=-1.0 must not be negative"),
+    ({"elastic_sigma": -3.0}, "elastic_sigma=-3.0 must not be negative"),
+    ({"threshold": 1.2}, "threshold=1.2 must be between 0 and 1"),
+    ({"threshold": -0.1}, "threshold=-0.1 must be between 0 and 1"),
+    ({"flip": "ture"}, "flip='ture' must be true or false"),
+    ({"crop": "abc"}, "crop='abc' must be an integer"),
+    ({"lr": "fast"}, "lr='fast' must be a number"),
+])
+def test_out_of_range_or_mistyped_values_are_named(changes, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Config().replace(**changes)

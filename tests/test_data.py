@@ -156,3 +156,49 @@ def test_every_problem_is_reported_at_once(tmp_path):
     with pytest.raises(DatasetError) as raised:
         load_dataset(root)
     assert len(raised.value.problems) == 2
+
+
+def test_manifest_listing_an_image_twice(tmp_path, capsys):
+    root = make_generic_dataset(tmp_path)
+    rows = "P1,P1/t0.png,P1/t0_label.png\nP2,P2/t0.png,P2/t0_label.png\nP1,P1/t0.png,P1/t0_label.png\n"
+    (root / "manifest.csv").write_text("patient,image,label\n" + rows)
+    assert_fails(root, capsys, "manifest.csv:4: image P1/t0.png is listed again (first on line 2)")
+
+
+def test_manifest_listing_one_image_under_two_patients(tmp_path, capsys):
+    root = make_generic_dataset(tmp_path)
+    rows = "P1,P1/t0.png,P1/t0_label.png\nP2,P2/t0.png,P2/t0_label.png\nP2,P1/t0.png,P1/t0_label.png\n"
+    (root / "manifest.csv").write_text("patient,image,label\n" + rows)
+    assert_fails(root, capsys, "under patient P1, here under P2", "both a training and a held-out set")
+
+
+def blurred(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(mask.astype(float), 1.0).round().astype(np.uint8)
+
+
+def jpeg_compressed(mask: np.ndarray) -> np.ndarray:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(mask).save(buffer, format="JPEG", quality=90)
+    return np.asarray(Image.open(buffer))
+
+
+@pytest.mark.parametrize("spoil", [blurred, jpeg_compressed], ids=["blurred", "jpeg"])
+def test_a_spoiled_binary_mask_is_not_read_as_instances(tmp_path, spoil, glioma_tiles):
+    mask = ((glioma_tiles[0].label > 0) * 255).astype(np.uint8)
+    path = write_png(tmp_path / "l.png", spoil(mask))
+    with pytest.raises(DatasetError, match="does not look like an instance label.*losslessly"):
+        read_label(path)
+
+
+def test_a_label_with_nearly_every_pixel_its_own_value_is_refused(tmp_path):
+    path = write_png(tmp_path / "l.png", (np.arange(128 * 128).reshape(128, 128) + 1).astype(np.uint16))
+    with pytest.raises(DatasetError, match="cover under 5 pixels"):
+        read_label(path)
+
+
+def test_real_instance_labels_pass_the_instance_check(glioma_tiles):
+    assert sum(t.n_nuclei for t in glioma_tiles) == 4961  # read through the same check, none refused

@@ -63,3 +63,57 @@ def test_predict_refuses_what_is_not_a_model(tmp_path, capsys):
         load_predictor(tmp_path / "weights.h5")
     assert main(["predict", str(tmp_path / "weights.h5"), "x.png", "--out", str(tmp_path)]) == 2
     assert "not a .keras file nor a SavedModel" in capsys.readouterr().err
+
+
+def position_model(batch):
+    """A fake net whose output at a pixel is a function of that pixel alone: tiling must not show."""
+    nucleus = batch[..., 0] / 255.0
+    return np.stack([1 - nucleus, nucleus], axis=-1)
+
+
+@pytest.mark.parametrize("height, width, tile, overlap", [(1000, 1300, 256, 64), (700, 513, 512, 100), (96, 64, 512, 64)])
+def test_tiled_prediction_reproduces_a_position_dependent_model_exactly(height, width, tile, overlap):
+    yy, xx = np.mgrid[:height, :width]
+    image = np.zeros((height, width, 3), np.uint8)
+    image[..., 0] = (7 * yy + 13 * xx) % 256  # every position has its own value, no two neighbours alike
+    probability = predict_probability(position_model, image, tile=tile, overlap=overlap)
+    assert probability.shape == (height, width)
+    np.testing.assert_allclose(probability, image[..., 0] / 255.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("tile, overlap, message", [(500, 64, "multiple of 32"), (0, 0, "multiple of 32"),
+                                                    (256, 128, "less than half"), (256, -1, "at least 0")])
+def test_tiling_out_of_range_is_refused(tile, overlap, message):
+    from nucseg.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        predict_probability(position_model, np.zeros((64, 64, 3), np.uint8), tile=tile, overlap=overlap)
+
+
+def test_predict_keeps_images_of_the_same_name_apart(exported, glioma_tiles, tmp_path, capsys):
+    first = write_png(tmp_path / "a" / "tile.png", glioma_tiles[0].image[:128, :128])
+    second = write_png(tmp_path / "b" / "tile.png", glioma_tiles[1].image[:128, :128])
+    out = tmp_path / "out"
+    assert main(["predict", str(exported / "model.keras"), str(first), str(second), "--out", str(out)]) == 0
+    a, b = np.asarray(Image.open(out / "a__tile_prob.png")), np.asarray(Image.open(out / "b__tile_prob.png"))
+    assert not np.array_equal(a, b)  # each output is its own image's
+
+
+def test_predict_names_the_problem_and_exits_2(exported, glioma_tiles, tmp_path, capsys):
+    image = write_png(tmp_path / "x.png", glioma_tiles[0].image[:64, :64])
+    (tmp_path / "afile").write_text("")
+    model = str(exported / "model.keras")
+    cases = [
+        (["predict", model, str(image), "--out", str(tmp_path / "afile")], "--out .*afile is a file"),
+        (["predict", model, str(tmp_path), "--out", str(tmp_path / "o")], "is a folder, not an image file"),
+        (["predict", model, str(image), "--out", str(tmp_path / "o"), "--tile", "100"], "--tile 100"),
+        (["predict", model, str(image), "--out", str(tmp_path / "o"), "--overlap", "400"], "--overlap 400"),
+        (["predict", model, str(image), "--out", str(tmp_path / "o"), "--threshold", "1.5"], "--threshold 1.5"),
+        (["predict", model, str(image), str(image), "--out", str(tmp_path / "o")], "the same image is given twice"),
+    ]
+    import re
+
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert re.search(message, err) and "Traceback" not in err, (argv, err)

@@ -1,7 +1,7 @@
 import pytest
 
 from nucseg.data import patients_of
-from nucseg.folds import fold_for, lopo_folds
+from nucseg.folds import FoldError, fold_for, lopo_folds
 
 
 def test_each_patient_validates_once_and_never_trains_on_itself(glioma_tiles):
@@ -14,7 +14,7 @@ def test_each_patient_validates_once_and_never_trains_on_itself(glioma_tiles):
 
 
 def test_unknown_patient_and_single_patient_are_refused():
-    with pytest.raises(ValueError, match="not in the dataset"):
+    with pytest.raises(FoldError, match="'c' not in the data set; its patients are a, b"):
         fold_for(["a", "b"], "c")
-    with pytest.raises(ValueError, match="at least 2 patients"):
+    with pytest.raises(FoldError, match="at least 2 patients"):
         lopo_folds(["a"])

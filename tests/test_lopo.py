@@ -81,10 +81,20 @@ def test_bad_grid_file_is_explained(tmp_path):
 
 
 def test_cli_lopo_prints_the_summary(glioma_path, tmp_path, capsys):
-    code = main(["lopo", "--data", str(glioma_path), "--arch", "pangnet", "--profile", "quick", "--steps", "10",
+    code = main(["lopo", "--data", str(glioma_path), "--arch", "pangnet", "--profile", "quick", "--steps", "40",
                  "--crop", "64", "--out", str(tmp_path / "cli"), "--val-patients", PATIENTS[1], "--verbose", "0"])
     out = capsys.readouterr().out
-    assert code == 0 and "1 folds in" in out and "| pangnet | 1 |" in out
+    assert code == 0 and "1 folds in" in out and "| pangnet | 1 |" in out  # 40 steps: it learned, no flag
+
+
+def test_a_fold_that_did_not_learn_is_flagged_and_said(glioma_path, tmp_path, capsys):
+    code = main(["lopo", "--data", str(glioma_path), "--arch", "pangnet", "--profile", "quick", "--steps", "20",
+                 "--set", "steps_per_epoch=10", "--lr", "1e-6", "--crop", "64", "--out", str(tmp_path / "cli"),
+                 "--val-patients", PATIENTS[1], "--verbose", "0"])
+    out = capsys.readouterr().out
+    assert code == 0 and "WARNING: pangnet / TCGA-DB-5275 did not learn" in out
+    assert "| pangnet | 1 (1 flagged) |" in out and "Flagged folds did not learn" in out
+    assert read_folds(tmp_path / "cli" / "folds.csv")["flags"].iloc[0] != ""
 
 
 def test_cli_lopo_on_a_broken_dataset_names_the_file(tmp_path, capsys):

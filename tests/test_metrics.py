@@ -84,3 +84,31 @@ def test_empty_cases(predicted_empty, truth_empty, expected):
 def test_object_counts_add_up():
     a = ObjectCounts(1, 2, 3, 0.9, 10, 20)
     assert (a + a).scores()["pq"] == pytest.approx(1.8 / (2 + 3 + 2))
+
+
+def two_halves():
+    left, right = np.zeros((10, 20), np.int32), np.zeros((10, 20), np.int32)
+    left[:, :10], right[:, 10:] = 1, 1
+    return left, right
+
+
+def test_aji_of_an_under_segmentation():
+    left, right = two_halves()
+    truth = left + 2 * right  # two nuclei of 100 pixels
+    predicted = left + right  # one object over both
+    counts = object_counts(predicted, truth)
+    # each true nucleus matches the merged object: intersection 100, union 200, both times
+    assert (counts.aji_intersection, counts.aji_union) == (200, 400)
+    assert counts.scores()["aji"] == 0.5
+    assert (counts.matched, counts.missed, counts.spurious) == (0, 2, 1)  # IoU 0.5 is not > 0.5
+
+
+def test_aji_of_an_over_segmentation():
+    left, right = two_halves()
+    truth = left + right  # one nucleus of 200 pixels
+    predicted = left + 2 * right  # split in two halves
+    counts = object_counts(predicted, truth)
+    # best match: one half (100 / 200); the unused half adds its 100 pixels to the union
+    assert (counts.aji_intersection, counts.aji_union) == (100, 300)
+    assert counts.scores()["aji"] == pytest.approx(1 / 3)
+    assert (counts.matched, counts.missed, counts.spurious) == (0, 1, 2)

@@ -9,7 +9,7 @@ import pytest
 
 from nucseg.config import Config
 from nucseg.models import EncoderWeightsError, MaxUnpooling2D, build_model, deconvnet, fcn8, pangnet, unet
-from nucseg.train import compile_model
+from nucseg.optimizer import compile_model
 
 SMALL = {"pangnet": {}, "unet": {"base_filters": 4, "unet_depth": 3}, "fcn8": {"base_filters": 4, "fc_filters": 16},
          "deconvnet": {"base_filters": 4, "fc_filters": 16}}

@@ -6,7 +6,8 @@ import pytest
 
 from nucseg.config import Config, ConfigError
 from nucseg.errors import TrainingDiverged
-from nucseg.train import CHECKPOINT, SCORES, EpochCheckpoint, train_fold
+from nucseg.optimizer import schedule_of
+from nucseg.train import CHECKPOINT, SCORES, EpochCheckpoint, StopOnNaN, train_fold
 
 HELD_OUT = "TCGA-DU-8165"
 
@@ -78,3 +79,77 @@ def test_a_diverging_run_stops_with_a_clear_message(glioma_tiles, glioma_path, t
     config = fold_config(glioma_path, lr=1e12, lr_schedule="constant", momentum=0.99, steps=50)
     with pytest.raises(TrainingDiverged, match="Lower the learning rate"):
         train_fold(config, glioma_tiles, HELD_OUT, tmp_path / "nan", verbose=0)
+
+
+def _weights(path):
+    return keras.models.load_model(path, compile=False).get_weights()
+
+
+def test_killed_in_the_middle_of_an_epoch_it_redoes_that_epoch_only(glioma_tiles, glioma_path, tmp_path, monkeypatch):
+    config = fold_config(glioma_path, steps=60, steps_per_epoch=30)
+    original = StopOnNaN.on_train_batch_end
+
+    def killed_at_step_45(self, batch, logs=None):
+        original(self, batch, logs)
+        if int(self.model.optimizer.iterations) == 45:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(StopOnNaN, "on_train_batch_end", killed_at_step_45)
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(config, glioma_tiles, HELD_OUT, tmp_path / "killed", verbose=0)
+    assert int(keras.models.load_model(tmp_path / "killed" / CHECKPOINT).optimizer.iterations) == 30
+    assert not (tmp_path / "killed" / SCORES).exists()
+    monkeypatch.setattr(StopOnNaN, "on_train_batch_end", original)
+
+    resumed = train_fold(config, glioma_tiles, HELD_OUT, tmp_path / "killed", verbose=0)
+    straight = train_fold(config, glioma_tiles, HELD_OUT, tmp_path / "straight", verbose=0)
+    assert resumed.steps == straight.steps == 60
+    for x, y in zip(_weights(tmp_path / "killed" / "model.keras"), _weights(tmp_path / "straight" / "model.keras")):
+        np.testing.assert_allclose(x, y, atol=1e-4)
+
+
+def test_killed_during_export_it_exports_again_from_the_checkpoint(glioma_tiles, glioma_path, tmp_path, monkeypatch):
+    import nucseg.export
+
+    config = fold_config(glioma_path, steps=30, steps_per_epoch=30)
+    original = nucseg.export.replace_dir_atomic
+
+    def killed_while_writing_the_saved_model(path, write_into):
+        def write_then_die(folder):
+            write_into(folder)
+            raise KeyboardInterrupt  # the SavedModel is written, not yet moved into place
+
+        return original(path, write_then_die)
+
+    monkeypatch.setattr(nucseg.export, "replace_dir_atomic", killed_while_writing_the_saved_model)
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(config, glioma_tiles, HELD_OUT, tmp_path / "fold", verbose=0)
+    out = tmp_path / "fold"
+    assert (out / CHECKPOINT).is_file() and not (out / SCORES).exists()
+    assert not (out / "saved_model").exists()  # nothing half-written in place
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    monkeypatch.setattr(nucseg.export, "replace_dir_atomic", original)
+
+    result = train_fold(config, glioma_tiles, HELD_OUT, out, verbose=0)
+    assert result.steps == 30 and (out / "saved_model" / "saved_model.pb").is_file() and (out / SCORES).is_file()
+
+
+@pytest.mark.parametrize("steps, steps_per_epoch", [(10, 50), (60, 20)])
+def test_the_learning_rate_decays_over_exactly_the_steps_trained(glioma_tiles, glioma_path, tmp_path, steps, steps_per_epoch):
+    config = fold_config(glioma_path, steps=steps, steps_per_epoch=steps_per_epoch)
+    from nucseg.train import fit
+
+    model = fit(config, [t for t in glioma_tiles if t.patient != HELD_OUT], tmp_path, verbose=0)
+    assert int(model.optimizer.iterations) == steps
+    schedule = schedule_of(config, steps)
+    warmup = int(config.warmup_fraction * steps)
+    assert float(schedule(0)) == (0.0 if warmup else pytest.approx(config.lr))
+    assert float(schedule(warmup)) == pytest.approx(config.lr)
+    assert float(schedule(steps)) == pytest.approx(0.01 * config.lr)  # at its floor at the last step, not later
+    assert float(schedule(steps - 1)) > float(schedule(steps))  # still decaying until then
+    assert float(model.optimizer.learning_rate) == pytest.approx(float(schedule(steps)), rel=1e-5)
+
+
+def test_steps_that_are_not_whole_epochs_are_refused():
+    with pytest.raises(ConfigError, match="steps=125 must be a multiple of steps_per_epoch=50"):
+        Config.from_profile("quick", steps=125)

@@ -4,25 +4,47 @@ from __future__ import annotations
 
 import keras
 
+from nucseg.losses import masked_weighted_cross_entropy
 from nucseg.models.blocks import MaxUnpooling2D
 from nucseg.models.nets import SIZE_MULTIPLE, deconvnet, fcn8, pangnet, unet
 from nucseg.models.vgg import EncoderWeightsError
 
-__all__ = ["build_model", "pangnet", "fcn8", "deconvnet", "unet", "MaxUnpooling2D", "SIZE_MULTIPLE", "EncoderWeightsError"]
+__all__ = ["build_model", "custom_objects", "pangnet", "fcn8", "deconvnet", "unet", "MaxUnpooling2D", "SIZE_MULTIPLE",
+           "EncoderWeightsError"]
+
+OUTPUT_LAYER = "probabilities"  # kept in float32 under mixed precision
+
+
+def custom_objects() -> dict:
+    """What nucseg's `.keras` files name beyond Keras itself; pass it to `keras.models.load_model`."""
+    return {"nucseg>MaxUnpooling2D": MaxUnpooling2D,
+            "nucseg>masked_weighted_cross_entropy": masked_weighted_cross_entropy}
 
 
 def build_model(config) -> keras.Model:
-    """The network `config.arch`, in mixed precision when `config.mixed_precision`."""
+    """The network `config.arch`, in mixed precision when `config.mixed_precision`.
+
+    It changes no global state: no seeding (the caller seeds, as `nucseg.train` does from
+    config.seed) and no global dtype policy (mixed precision is set on the model's own layers)."""
     builders = {
         "pangnet": lambda: pangnet(),
         "unet": lambda: unet(config.base_filters, config.unet_depth, config.batch_norm),
         "fcn8": lambda: fcn8(config.base_filters, config.fc_filters, config.encoder_weights, config.batch_norm),
         "deconvnet": lambda: deconvnet(config.base_filters, config.fc_filters, config.encoder_weights, config.batch_norm),
     }
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16" if config.mixed_precision else "float32")
-    try:
-        keras.utils.set_random_seed(config.seed)
-        return builders[config.arch]()
-    finally:
-        keras.config.set_dtype_policy(previous)
+    model = builders[config.arch]()
+    return in_mixed_precision(model) if config.mixed_precision else model
+
+
+def in_mixed_precision(model: keras.Model) -> keras.Model:
+    """The same net with float16 compute in every layer but the output (float32 probabilities),
+    and the same weights (pretrained encoder and fixed normalisation included)."""
+    def mixed(layer):
+        config = layer.get_config()
+        if layer.name != OUTPUT_LAYER:
+            config["dtype"] = "mixed_float16"
+        return layer.__class__.from_config(config)
+
+    clone = keras.models.clone_model(model, clone_function=mixed)
+    clone.set_weights(model.get_weights())
+    return clone

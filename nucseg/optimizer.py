@@ -1,0 +1,48 @@
+"""The optimiser of every net: SGD with momentum and decoupled weight decay, a learning rate
+that warms up linearly and then follows a cosine (or stays constant) over exactly the steps
+trained, and gradients clipped to a global norm.
+
+Warm-up and clipping are there because of what PangNet did on TNBC without them (lr 0.05,
+momentum 0.9, no normalisation layer): the loss fell for two epochs, then one large step drove
+every ReLU of its last layer below zero for all inputs; from then on the net gave 0.45
+everywhere, the loss stayed at ln 2 and 4 of 11 folds scored F1 0.000. Either one alone kept
+those folds learning (F1 0.75-0.80 on patients 01 and 03); both are on by default.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from nucseg.config import Config
+from nucseg.losses import masked_weighted_cross_entropy
+
+
+def schedule_of(config: Config, total_steps: int):
+    """The learning rate over exactly `total_steps`: a linear warm-up, then cosine or constant."""
+    warmup = int(config.warmup_fraction * total_steps)
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(0.0 if warmup else config.lr, decay_steps=total_steps - warmup,
+                                                      alpha=0.01, warmup_target=config.lr if warmup else None,
+                                                      warmup_steps=warmup)
+    if warmup:  # a cosine with alpha 1 is constant after its warm-up
+        return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=1, alpha=1.0, warmup_target=config.lr,
+                                                      warmup_steps=warmup)
+    return config.lr
+
+
+def xla_for_training() -> bool | str:
+    """XLA slows training on TensorFlow's CPU build (measured at batch 4 of 256x256: PangNet
+    0.059 against 0.031 s/step, quick U-Net 0.23 against 0.16); elsewhere (JAX, GPUs) Keras's
+    "auto" compiles the train step with XLA, as it should."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    return "auto"
+
+
+def compile_model(model: keras.Model, config: Config, total_steps: int) -> keras.Model:
+    optimizer = keras.optimizers.SGD(schedule_of(config, total_steps), momentum=config.momentum,
+                                     weight_decay=config.weight_decay, global_clipnorm=config.clip_norm or None)
+    model.compile(optimizer=optimizer, loss=masked_weighted_cross_entropy, jit_compile=xla_for_training())
+    return model
