@@ -50,7 +50,7 @@ def elastic_displacement(grid: tf.Tensor, basis: tf.Tensor) -> tf.Tensor:
 def source_coordinates(config, seed, tile_height, tile_width, basis) -> tf.Tensor:
     """(crop, crop, 2) float source (y, x) in the tile of each output pixel."""
     seeds = tf.random.experimental.stateless_split(seed, num=2)
-    u = tf.random.stateless_uniform([7], seeds[0])
+    u = tf.random.stateless_uniform([8], seeds[0])
     crop = config.crop
     half = (crop - 1) / 2.0
     along = tf.range(crop, dtype=tf.float32)
@@ -67,7 +67,9 @@ def source_coordinates(config, seed, tile_height, tile_width, basis) -> tf.Tenso
     free = (2.0 * u[4] - 1.0) * config.rotate_max_degrees
     angle = (quarter_turns * 90.0 + free) * (math.pi / 180.0)
     cos, sin = tf.cos(angle), tf.sin(angle)
-    py, px = py * flip_y, px * flip_x
+    log_zoom = math.log(config.zoom_max)
+    zoom = tf.exp((2.0 * u[7] - 1.0) * log_zoom)  # log-uniform in [1 / zoom_max, zoom_max]
+    py, px = py * flip_y / zoom, px * flip_x / zoom  # zoom > 1 magnifies: the crop covers less of the tile
 
     height, width = tf.cast(tile_height, tf.float32), tf.cast(tile_width, tf.float32)
     centre_y = _random_centre(u[5], height, half)
@@ -136,6 +138,21 @@ def stain_jitter(images, seed, strength):
     return tf.clip_by_value(256.0 * tf.exp(-tf.reshape(density, tf.shape(images))) - 1.0, 0.0, 255.0)
 
 
+def colour_jitter(images, seed, config):
+    """Brightness, contrast, saturation and gamma of each image of a (B, H, W, 3) batch of 0..255,
+    each drawn per image: what differs between scanners and labs beside the stains."""
+    batch = tf.shape(images)[0]
+    u = tf.random.stateless_uniform([4, batch, 1, 1, 1], seed, minval=-1.0, maxval=1.0)
+    x = images / 255.0
+    x = tf.clip_by_value(x, 0.0, 1.0) ** tf.exp(u[0] * config.gamma)
+    grey = tf.reduce_mean(x, axis=-1, keepdims=True)
+    x = grey + (x - grey) * (1.0 + u[1] * config.saturation)
+    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    x = mean + (x - mean) * (1.0 + u[2] * config.contrast)
+    x = x + u[3] * config.brightness
+    return tf.clip_by_value(x * 255.0, 0.0, 255.0)
+
+
 def make_augmenter(config):
     """augment(seed, image, target_weight, tile_height, tile_width) -> one augmented crop:
     (image float32 0..255, target int32, weight float32); stain jitter comes per batch.
@@ -163,5 +180,14 @@ def make_augmenter(config):
 
 
 def make_batch_jitter(config):
-    """jitter(images, seed): stain jitter of a batch, compiled with XLA (one fused pass, 3x faster)."""
-    return tf.function(lambda images, seed: stain_jitter(images, seed, config.stain_jitter), jit_compile=True)
+    """jitter(images, seed): stain jitter, then colour jitter, of a batch, compiled with XLA (one
+    fused pass, 3x faster)."""
+    colour = any((config.brightness, config.contrast, config.saturation, config.gamma))
+
+    def jitter(images, seed):
+        seeds = tf.random.experimental.stateless_split(seed, num=2)
+        if config.stain_jitter > 0:
+            images = stain_jitter(images, seeds[0], config.stain_jitter)
+        return colour_jitter(images, seeds[1], config) if colour else images
+
+    return tf.function(jitter, jit_compile=True)

@@ -131,12 +131,15 @@ def cmd_train(args) -> int:
     _check_out_folder(args.out)
     config = config_from_args(args, arch=args.arch)
     tiles = load_dataset(config.data)
-    fold_for(patients_of(tiles), args.val_patient)  # an unknown patient is named before anything is written
+    if args.val_patient:
+        fold_for(patients_of(tiles), args.val_patient)  # an unknown patient is named before anything is written
     result = train_fold(config, tiles, args.val_patient, args.out, verbose=args.verbose)
-    print(f"{config.arch}, held-out patient {result.val_patient}: {result.steps} steps, {result.seconds} s")
+    held_out = f"held-out patient {result.val_patient}" if args.val_patient else "trained on every patient"
+    print(f"{config.arch}, {held_out}: {result.steps} steps, {result.seconds} s")
     if result.flags:
         print(f"WARNING: this fold did not learn: {describe_flags(result.flags)}", file=sys.stderr)
-    print("  " + "  ".join(f"{k}={v:.4f}" for k, v in result.scores.items()))
+    if args.val_patient:
+        print("  " + "  ".join(f"{k}={v:.4f}" for k, v in result.scores.items()))
     print(f"  models: {Path(args.out) / 'model.keras'}, {Path(args.out) / 'saved_model'}")
     return 0
 
@@ -152,9 +155,43 @@ def cmd_predict(args) -> int:
     names = output_names(args.images)
     predictor = load_predictor(args.model)
     for path, name in zip(args.images, names):
-        probability = predict_probability(predictor, read_image(path), tile=args.tile, overlap=args.overlap)
+        probability = predict_probability(predictor, read_image(path), tile=args.tile, overlap=args.overlap, tta=args.tta)
         prob_png, mask_png = write_prediction(probability, Path(args.out), name, args.threshold)
         print(f"{path}: {prob_png}, {mask_png}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from nucseg.baseline import BASELINE_NAME, otsu_nucleus_map
+    from nucseg.data import load_dataset
+    from nucseg.evaluate import evaluate_methods
+    from nucseg.export import saved_config
+    from nucseg.io import write_text_atomic
+    from nucseg.predict import load_predictor, predict_probability
+    from nucseg.results import summarize_folds, summary_markdown
+
+    _check_out_folder(args.out)
+    config = saved_config(args.model)
+    if config is None:
+        print(f"note: no config.json beside {args.model}; default post-processing", file=sys.stderr)
+        config = Config()
+    tiles = load_dataset(args.data)
+    predictor = load_predictor(args.model)
+    name = Path(args.model).resolve().parent.name if Path(args.model).name in ("model.keras", "saved_model") else Path(args.model).stem
+    name = f"{config.arch} ({name}){' + TTA' if args.tta else ''}"
+    methods = {name: lambda image: predict_probability(predictor, image, tta=args.tta), BASELINE_NAME: otsu_nucleus_map}
+    tile_table, patient_table = evaluate_methods(methods, tiles, config)
+    summary = summarize_folds(patient_table)
+    out = Path(args.out)
+    write_text_atomic(out / "tiles.csv", tile_table.to_csv(index=False))
+    named = {"arch": "method", "val_patient": "patient"}
+    write_text_atomic(out / "patients.csv", patient_table.drop(columns=["flags", "steps"]).rename(columns=named).to_csv(index=False))
+    write_text_atomic(out / "summary.csv", summary.drop(columns=["flagged", "steps"]).rename(columns=named).to_csv(index=False))
+    markdown = summary_markdown(summary)
+    write_text_atomic(out / "summary.md", markdown)
+    print(f"{args.model} on {args.data}: {len(tiles)} tiles, mean ± std over patients "
+          f"(post-processing: threshold {config.threshold}, min distance {config.watershed_min_distance})\n")
+    print(markdown)
     return 0
 
 
@@ -227,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one leave-one-patient-out fold, export it, score it")
     _add_data(train)
     train.add_argument("--arch", choices=ARCHITECTURES, required=True)
-    train.add_argument("--val-patient", required=True, help="the held-out patient")
+    held_out = train.add_mutually_exclusive_group(required=True)
+    held_out.add_argument("--val-patient", help="the held-out patient")
+    held_out.add_argument("--all-patients", action="store_true", help="train on every patient (a model to use elsewhere)")
     train.add_argument("--out", required=True, help="the fold's folder (rerun with the same one to resume)")
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="0: quiet, 1: one progress bar (default), 2: a line per epoch")
     _add_config_options(train)
@@ -243,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(lopo)
     lopo.set_defaults(run=cmd_lopo)
 
+    evaluate = commands.add_parser("evaluate", help="score an exported model on a data set, beside the Otsu baseline")
+    evaluate.add_argument("model", help="model.keras or a SavedModel folder (its config.json gives the post-processing)")
+    evaluate.add_argument("data", help="a data set folder (TNBC or generic layout)")
+    evaluate.add_argument("--out", required=True, help="folder for tiles.csv, patients.csv, summary.csv, summary.md")
+    evaluate.add_argument("--tta", action="store_true", help="average the 8 flips and rotations of each tile")
+    evaluate.set_defaults(run=cmd_evaluate)
+
     predict = commands.add_parser("predict", help="probability map and mask of images of any size")
     predict.add_argument("model", help="model.keras or a SavedModel folder")
     predict.add_argument("images", nargs="+")
@@ -250,15 +296,45 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--tile", type=int, default=512, help="tile side for large images (multiple of 32)")
     predict.add_argument("--overlap", type=int, default=64)
     predict.add_argument("--threshold", type=float, default=0.5)
+    predict.add_argument("--tta", action="store_true", help="average the 8 flips and rotations of each image")
     predict.set_defaults(run=cmd_predict)
     return parser
 
 
+def import_tensorflow_once() -> None:
+    """TensorFlow 2.21 writes its start-up lines (the oneDNN notice, absl's warning) from two of
+    its libraries, before its log level applies: import it with the stderr file descriptor
+    captured, then show each distinct line once (errors included)."""
+    import re
+    import tempfile
+
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines = capture.read().decode(errors="replace").splitlines()
+    shown = set()
+    for line in lines:
+        message = re.sub(r"^[IWEF]\d{4} [\d:.]+\s+\d+ ", "", line)  # without time and thread
+        if message not in shown:
+            shown.add(message)
+            print(line, file=sys.stderr)
+
+
 def main(argv=None) -> int:
-    # TensorFlow's C++ start-up lines (oneDNN, CPU features, XLA) would come at every import and
-    # compilation; errors still show. Set TF_CPP_MIN_LOG_LEVEL=0 to see them all.
+    # TensorFlow's later C++ lines (CPU features, XLA) would come at every compilation; errors
+    # still show. Set TF_CPP_MIN_LOG_LEVEL=0 to see them all.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    if args.command != "data" and "tensorflow" not in sys.modules:
+        import_tensorflow_once()
     try:
         return args.run(args)
     except InputError as err:

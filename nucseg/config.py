@@ -19,6 +19,7 @@ import yaml
 from nucseg.errors import InputError
 
 ARCHITECTURES = ("pangnet", "fcn8", "deconvnet", "unet")
+INPUT_NORMS = ("unit", "per_image")
 DATA_ENV_VAR = "NUCSEG_DATA"
 DEFAULT_DATA = "data/tnbc"
 
@@ -48,7 +49,12 @@ class Config:
     elastic_probability: float = 0.5
     elastic_sigma: float = 8.0  # pixels of displacement at the control points
     elastic_points: int = 3  # control grid of points x points
-    stain_jitter: float = 0.05  # +- relative change of H, E and residual optical density
+    stain_jitter: float = 0.05  # +- relative change of H, E and residual optical density (Tellez's HED jitter)
+    zoom_max: float = 1.0  # zoom drawn log-uniformly in [1 / zoom_max, zoom_max]: 2.0 spans 20x and 40x scans
+    brightness: float = 0.0  # +- shift of all channels, as a fraction of 255
+    contrast: float = 0.0  # contrast scaled by a factor in [1 - contrast, 1 + contrast] around the mean
+    saturation: float = 0.0  # saturation scaled by a factor in [1 - saturation, 1 + saturation]
+    gamma: float = 0.0  # gamma drawn log-uniformly in [exp(-gamma), exp(gamma)]
 
     # network
     arch: str = "unet"
@@ -56,6 +62,7 @@ class Config:
     unet_depth: int = 4  # number of poolings; base_filters * 2**depth at the bottom
     fc_filters: int = 4096  # FCN-8s fc6/fc7 and DeconvNet fc width
     batch_norm: bool = True
+    input_norm: str = "unit"  # "unit": 0..255 -> -1..1; "per_image": each image's channels to mean 0, std 1
     encoder_weights: str | None = None  # None, "imagenet" or a .weights.h5 / .h5 path
 
     # optimisation
@@ -71,7 +78,9 @@ class Config:
     mixed_precision: bool = False
     seed: int = 0
 
-    # post-processing (probability map -> instances)
+    # prediction and post-processing (probability map -> instances)
+    tta: bool = False  # average the 8 flips and rotations of each input (test-time augmentation)
+    tune_postprocess: bool = True  # choose threshold and watershed distance per fold on its training tiles
     threshold: float = 0.5
     min_object_size: int = 30
     watershed_min_distance: int = 10  # pixels between two nucleus centres (tuned on glioma ground truth)
@@ -132,6 +141,13 @@ class Config:
             problems.append(f"unet_depth={self.unet_depth} must be between 1 and 5")
         if self.lr <= 0:
             problems.append(f"lr={self.lr} must be positive")
+        if self.input_norm not in INPUT_NORMS:
+            problems.append(f"input_norm={self.input_norm!r} must be one of {INPUT_NORMS}")
+        if self.zoom_max < 1:
+            problems.append(f"zoom_max={self.zoom_max} must be at least 1 (1: no zoom)")
+        for name in ("contrast", "saturation"):
+            if not 0 <= getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)} must be at least 0 and below 1")
         if self.lr_schedule not in ("cosine", "constant"):
             problems.append(f"lr_schedule={self.lr_schedule!r} must be 'cosine' or 'constant'")
         for name in ("blur_probability", "elastic_probability", "threshold", "warmup_fraction"):
@@ -141,6 +157,7 @@ class Config:
             if getattr(self, name) <= 0:
                 problems.append(f"{name}={getattr(self, name)} must be positive")
         for name in ("border_weight", "elastic_sigma", "stain_jitter", "momentum", "weight_decay", "clip_norm",
+                     "brightness", "gamma",
                      "rotate_max_degrees", "min_object_size", "watershed_min_distance"):
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)} must not be negative")

@@ -23,9 +23,14 @@ class TilePrediction:
 
 
 def predict_tiles(predictor, tiles: list[Tile], config) -> list[TilePrediction]:
+    return score_nucleus_maps(lambda image: predict_probability(predictor, image, tta=config.tta), tiles, config)
+
+
+def score_nucleus_maps(nucleus_map, tiles: list[Tile], config) -> list[TilePrediction]:
+    """Each tile's nucleus map (`nucleus_map(image)`, a probability), nuclei and counts."""
     predictions = []
     for tile in tiles:
-        probability = predict_probability(predictor, tile.image)
+        probability = nucleus_map(tile.image)
         instances = instances_from_config(probability, config)
         predictions.append(TilePrediction(tile, probability, instances, pixel_counts(probability > config.threshold, tile.label),
                                           object_counts(instances, tile.label)))
@@ -46,3 +51,30 @@ def pooled_scores(predictions: list[TilePrediction]) -> dict[str, float]:
     pixels = sum((p.pixels for p in predictions), PixelCounts())
     objects = sum((p.objects for p in predictions), ObjectCounts())
     return all_scores(pixels, objects)
+
+
+# ---------------------------------------------------------------- any model on any data set
+
+
+def tile_rows(method: str, predictions: list[TilePrediction]) -> list[dict]:
+    return [{"method": method, "patient": p.tile.patient, "tile": p.tile.tile_id,
+             **all_scores(p.pixels, p.objects)} for p in predictions]
+
+
+def patient_rows(method: str, predictions: list[TilePrediction]) -> list[dict]:
+    """Scores pooled per patient (one confusion matrix, one matching tally, one AJI sum)."""
+    patients = sorted({p.tile.patient for p in predictions})
+    return [{"arch": method, "val_patient": patient, **pooled_scores([p for p in predictions if p.tile.patient == patient]),
+             "flags": "", "steps": 0} for patient in patients]
+
+
+def evaluate_methods(methods: dict, tiles: list[Tile], config):
+    """{name: nucleus_map(image)} scored on tiles: (per-tile table, per-patient table)."""
+    import pandas as pd
+
+    tile_table, patient_table = [], []
+    for name, nucleus_map in methods.items():
+        predictions = score_nucleus_maps(nucleus_map, tiles, config)
+        tile_table += tile_rows(name, predictions)
+        patient_table += patient_rows(name, predictions)
+    return pd.DataFrame(tile_table), pd.DataFrame(patient_table)

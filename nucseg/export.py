@@ -48,3 +48,20 @@ def export_model(model: keras.Model, out_dir: str | Path) -> dict[str, Path]:
             out_dir / SAVED_MODEL_DIR,
             lambda p: model.export(str(p), format="tf_saved_model", verbose=False, **_backend_export_options()))
     return {"keras": keras_file, "saved_model": saved_model}
+
+
+def saved_config(model_path: str | Path):
+    """The Config a model was trained with: config.json of its fold folder (beside model.keras and
+    saved_model/), with the post-processing chosen for that fold (postprocess.json), or None
+    where there is none."""
+    import json
+
+    from nucseg.config import Config
+    from nucseg.tuning import with_saved_postprocess
+
+    model_path = Path(model_path)
+    for folder in (model_path.parent, model_path):
+        path = folder / "config.json"
+        if path.is_file():
+            return with_saved_postprocess(Config(**json.loads(path.read_text())), folder)
+    return None

@@ -29,6 +29,7 @@ from nucseg.io import write_text_atomic
 from nucseg.results import append_fold_row, markdown_table, read_folds, write_summary
 from nucseg.runs import claim_folder
 from nucseg.train import train_fold
+from nucseg.tuning import with_saved_postprocess
 
 GRID_FIELDS = ("lr", "momentum", "weight_decay")
 
@@ -47,7 +48,8 @@ def _overlay(out_dir: Path, config: Config, result, tiles: list[Tile]) -> None:
         from nucseg.predict import load_predictor
 
         held_out = [t for t in tiles if t.patient == result.val_patient][:1]
-        predictions = predict_tiles(load_predictor(result.out_dir / "model.keras"), held_out, config)
+        fold_config = with_saved_postprocess(config, result.out_dir)
+        predictions = predict_tiles(load_predictor(result.out_dir / "model.keras"), held_out, fold_config)
     first = predictions[0]
     title = f"{config.arch}, held-out patient {result.val_patient}, tile {first.tile.tile_id}"
     save_figure(overlay_figure(first.tile.image, first.tile.label, first.instances, title), path)

@@ -102,8 +102,7 @@ def training_dataset(stack: TileStack, config, start_batch: int = 0) -> tf.data.
 
     def jitter_batch(index, batch):
         image, target, weight = batch
-        if config.stain_jitter > 0:
-            image = jitter(image, tf.stack([seed, -1 - index]))  # seeds apart from the samples' ones
+        image = jitter(image, tf.stack([seed, -1 - index]))  # seeds apart from the samples' ones
         return image, target, weight
 
     samples = tf.data.Dataset.range(start_batch * batch_size, np.iinfo(np.int64).max)

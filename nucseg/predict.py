@@ -89,9 +89,28 @@ def output_names(paths) -> list[str]:
     return names
 
 
-def predict_probability(predictor, image: np.ndarray, tile: int = 512, overlap: int = 64) -> np.ndarray:
+def with_tta(predictor):
+    """The predictor averaged over the 8 flips and rotations of its input (the dihedral group of
+    the square), each prediction turned back before it is added."""
+    def predict(batch):
+        total = 0.0
+        for quarter_turns in range(4):
+            for flip in (False, True):
+                view = np.rot90(batch, quarter_turns, axes=(1, 2))
+                view = view[:, :, ::-1] if flip else view
+                output = np.asarray(predictor(np.ascontiguousarray(view)))
+                output = output[:, :, ::-1] if flip else output
+                total = total + np.rot90(output, -quarter_turns, axes=(1, 2))
+        return total / 8.0
+
+    return predict
+
+
+def predict_probability(predictor, image: np.ndarray, tile: int = 512, overlap: int = 64, tta: bool = False) -> np.ndarray:
     """Nucleus probability (H, W) float32 of an RGB image (H, W, 3), values 0..255."""
     check_tiling(tile, overlap)
+    if tta:
+        predictor = with_tta(predictor)
     height, width = image.shape[:2]
     image = image.astype(np.float32)
     if height <= tile and width <= tile:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from nucseg.config import Config
 from nucseg.data import Tile, patients_of
@@ -31,7 +32,9 @@ from nucseg.io import save_with, write_json_atomic
 from nucseg.models import build_model, custom_objects
 from nucseg.optimizer import compile_model
 from nucseg.pipeline import for_keras, prepare_tiles, training_dataset
+from nucseg.predict import predict_probability
 from nucseg.runs import claim_folder
+from nucseg.tuning import choose_postprocess, spread, with_saved_postprocess, write_postprocess
 
 CHECKPOINT = "checkpoint.keras"
 SCORES = "scores.json"
@@ -131,19 +134,35 @@ def fit(config: Config, train_tiles: list[Tile], out_dir: Path, verbose: int = 1
     return model
 
 
-def train_fold(config: Config, tiles: list[Tile], val_patient: str, out_dir: str | Path,
+def choose_on_training_tiles(model: keras.Model, train_tiles: list[Tile], config: Config) -> dict:
+    """Post-processing chosen on (some of) the fold's own training tiles: see nucseg.tuning."""
+    chosen = spread(train_tiles)
+    predictor = lambda batch: np.asarray(model(batch, training=False))  # noqa: E731
+    probabilities = [predict_probability(predictor, t.image, tta=config.tta) for t in chosen]
+    return choose_postprocess(probabilities, [t.label for t in chosen], config)
+
+
+def train_fold(config: Config, tiles: list[Tile], val_patient: str | None, out_dir: str | Path,
                verbose: int = 1) -> FoldResult:
+    """Train on every patient but `val_patient`, export, score `val_patient`. With val_patient
+    None: train on every patient (a model to use elsewhere), export, score nothing."""
     out_dir = Path(out_dir)
-    fold = fold_for(patients_of(tiles), val_patient)
+    train_patients = fold_for(patients_of(tiles), val_patient).train_patients if val_patient else patients_of(tiles)
     claim_folder(out_dir, config)
     if (out_dir / SCORES).is_file():
         done = json.loads((out_dir / SCORES).read_text())
         return FoldResult(val_patient, done["scores"], done["steps"], done["seconds"], out_dir, flags=done.get("flags", ""))
 
     start = time.perf_counter()
-    model = fit(config, [t for t in tiles if t.patient in fold.train_patients], out_dir, verbose)
+    train_tiles = [t for t in tiles if t.patient in train_patients]
+    model = fit(config, train_tiles, out_dir, verbose)
     export_model(model, out_dir)
-    predictions, scores = score_held_out(model, [t for t in tiles if t.patient == val_patient], config)
+    if config.tune_postprocess:
+        write_postprocess(out_dir, choose_on_training_tiles(model, train_tiles, config))
+    predictions, scores = [], {"predicted_fraction": 0.5}  # nothing held out: only the loss can tell
+    if val_patient:
+        held_out = [t for t in tiles if t.patient == val_patient]
+        predictions, scores = score_held_out(model, held_out, with_saved_postprocess(config, out_dir))
     flags = fold_flags(scores, [loss for _, loss in sorted(read_epoch_losses(out_dir).items())])
     steps, seconds = int(model.optimizer.iterations), round(time.perf_counter() - start, 1)
     write_json_atomic(out_dir / SCORES, {"val_patient": val_patient, "scores": scores, "flags": flags, "steps": steps,

@@ -179,3 +179,29 @@ def test_a_crop_larger_than_the_tiles_is_refused():
     tiles = [Tile("A", "a", np.zeros((100, 120, 3), np.uint8), np.zeros((100, 120), np.int32))]
     with pytest.raises(InputError, match="crop=128 is larger than 1 tile.*A/a \\(120x100\\).*--crop 96"):
         prepare_tiles(tiles, Config.from_profile("quick", crop=128))
+
+
+def test_zoom_scales_the_sampling_grid_within_its_range():
+    config = Config(crop=64, flip=False, rotate90=False, rotate_max_degrees=0, elastic_probability=0, zoom_max=2.0)
+    basis = tf.constant(elastic_basis(64, 3))
+    steps = []
+    for k in range(20):
+        coords = source_coordinates(config, tf.constant([k, 7], tf.int64), 512, 512, basis).numpy()
+        step = np.diff(coords[..., 1], axis=1)  # source pixels per output pixel, along x
+        assert np.allclose(step, step[0, 0], atol=1e-4)  # one zoom for the whole crop
+        steps.append(step[0, 0])
+    assert 0.5 - 1e-4 <= min(steps) and max(steps) <= 2.0 + 1e-4
+    assert min(steps) < 0.8 and max(steps) > 1.25  # both magnified and shrunk crops are drawn
+
+
+def test_colour_jitter_is_bounded_and_off_by_default():
+    from nucseg.augment import colour_jitter
+
+    images = tf.constant(np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32))
+    seed = tf.constant([1, 2], tf.int64)
+    np.testing.assert_allclose(colour_jitter(images, seed, Config()).numpy(), images.numpy(), atol=1e-3)
+    brighter = colour_jitter(images, seed, Config(brightness=0.1)).numpy()
+    shift = (brighter - images.numpy())[(images.numpy() > 30) & (images.numpy() < 225)]  # away from clipping
+    assert np.abs(shift).max() <= 0.1 * 255 + 1e-3 and np.abs(shift).max() > 1.0
+    jittered = colour_jitter(images, seed, Config(brightness=0.3, contrast=0.5, saturation=0.5, gamma=0.5)).numpy()
+    assert jittered.min() >= 0 and jittered.max() <= 255

@@ -117,3 +117,48 @@ def test_predict_names_the_problem_and_exits_2(exported, glioma_tiles, tmp_path,
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert re.search(message, err) and "Traceback" not in err, (argv, err)
+
+
+def test_tta_of_a_pointwise_model_changes_nothing_and_averages_the_rest():
+    from nucseg.predict import with_tta
+
+    image = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(with_tta(position_model)(image), position_model(image), atol=1e-6)
+
+    def ramp_model(batch):  # nucleus probability grows from left to right, whatever the image
+        ramp = np.broadcast_to(np.linspace(0, 1, batch.shape[2], dtype=np.float32), batch.shape[:3])
+        return np.stack([1 - ramp, ramp], axis=-1)
+
+    np.testing.assert_allclose(with_tta(ramp_model)(image)[..., 1], 0.5, atol=1e-6)  # each flip undoes another
+
+
+def test_evaluate_scores_a_model_and_the_otsu_baseline_per_tile_and_patient(exported, glioma_tiles, tmp_path, capsys):
+    import pandas as pd
+
+    from nucseg.baseline import otsu_nucleus_map
+    from nucseg.metrics import pixel_counts
+
+    chosen = [glioma_tiles[0], glioma_tiles[-1]]  # two patients
+    for tile in chosen:
+        write_png(tmp_path / "data" / tile.patient / f"{tile.tile_id}.png", tile.image)
+        write_png(tmp_path / "data" / tile.patient / f"{tile.tile_id}_label.png", tile.label.astype(np.uint16))
+    code = main(["evaluate", str(exported / "saved_model"), str(tmp_path / "data"), "--out", str(tmp_path / "ev")])
+    assert code == 0
+    tiles = pd.read_csv(tmp_path / "ev" / "tiles.csv")
+    assert len(tiles) == 4 and tiles["method"].nunique() == 2
+    assert set(pd.read_csv(tmp_path / "ev" / "patients.csv")["patient"]) == {t.patient for t in chosen}
+    summary = (tmp_path / "ev" / "summary.md").read_text()
+    assert "| otsu-hematoxylin | 2 |" in summary and "| unet (" in summary
+    baseline = tiles[tiles["method"] == "otsu-hematoxylin"].set_index("tile")["f1"]
+    for tile in chosen:  # the table holds what the baseline gives on that tile
+        expected = pixel_counts(otsu_nucleus_map(tile.image) > 0.5, tile.label).scores()["f1"]
+        assert baseline[tile.tile_id] == pytest.approx(expected)
+
+
+def test_train_on_every_patient_exports_a_model_and_scores_nothing(glioma_path, tmp_path, capsys):
+    out = tmp_path / "all"
+    code = main(["train", "--data", str(glioma_path), "--arch", "pangnet", "--all-patients", "--profile", "quick",
+                 "--steps", "10", "--crop", "64", "--out", str(out), "--verbose", "0"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "trained on every patient" in printed and "f1=" not in printed
+    assert (out / "model.keras").is_file() and (out / "saved_model" / "saved_model.pb").is_file()

@@ -130,3 +130,16 @@ def test_every_net_runs_and_a_fold_trains_and_exports_under_jax(glioma_path, tmp
     done = subprocess.run([sys.executable, "-c", code, str(glioma_path), str(tmp_path / "fold")], env=env, capture_output=True, text=True, timeout=600,
                           cwd=os.path.dirname(os.path.dirname(__file__)))
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+
+
+def test_per_image_normalisation_ignores_a_tiles_overall_stain_intensity(tmp_path):
+    from nucseg.models import custom_objects
+    from nucseg.models.nets import pangnet
+
+    model = pangnet(input_norm="per_image")
+    image = np.random.default_rng(0).uniform(40, 200, (1, 64, 64, 3)).astype(np.float32)
+    paler = 0.6 * image + 90  # the same tile, paler and with less contrast
+    np.testing.assert_allclose(np.asarray(model(paler)), np.asarray(model(image)), atol=1e-4)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras", custom_objects=custom_objects(), compile=False)
+    np.testing.assert_allclose(np.asarray(reloaded(image)), np.asarray(model(image)), atol=1e-6)

@@ -39,6 +39,11 @@ def test_fold_folder_holds_config_models_scores_and_logs(trained_fold):
     assert json.loads((out / SCORES).read_text())["scores"]["f1"] == trained_fold.scores["f1"]
     assert any((out / "logs").rglob("*tfevents*"))
     assert not (out / CHECKPOINT).exists()  # removed once exported
+    chosen = json.loads((out / "postprocess.json").read_text())  # chosen on training tiles only
+    assert chosen["tiles"] == 16 and chosen["threshold"] in (0.4, 0.5, 0.6)
+    from nucseg.export import saved_config
+
+    assert saved_config(out / "model.keras").threshold == chosen["threshold"]
 
 
 def test_a_finished_fold_is_not_trained_again(trained_fold, glioma_tiles, glioma_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from nucseg.losses import masked_weighted_cross_entropy
-from nucseg.models.blocks import MaxUnpooling2D
+from nucseg.models.blocks import MaxUnpooling2D, PerImageStandardization
 from nucseg.models.nets import SIZE_MULTIPLE, deconvnet, fcn8, pangnet, unet
 from nucseg.models.vgg import EncoderWeightsError
 
@@ -17,7 +17,7 @@ OUTPUT_LAYER = "probabilities"  # kept in float32 under mixed precision
 
 def custom_objects() -> dict:
     """What nucseg's `.keras` files name beyond Keras itself; pass it to `keras.models.load_model`."""
-    return {"nucseg>MaxUnpooling2D": MaxUnpooling2D,
+    return {"nucseg>MaxUnpooling2D": MaxUnpooling2D, "nucseg>PerImageStandardization": PerImageStandardization,
             "nucseg>masked_weighted_cross_entropy": masked_weighted_cross_entropy}
 
 
@@ -27,10 +27,12 @@ def build_model(config) -> keras.Model:
     It changes no global state: no seeding (the caller seeds, as `nucseg.train` does from
     config.seed) and no global dtype policy (mixed precision is set on the model's own layers)."""
     builders = {
-        "pangnet": lambda: pangnet(),
-        "unet": lambda: unet(config.base_filters, config.unet_depth, config.batch_norm),
-        "fcn8": lambda: fcn8(config.base_filters, config.fc_filters, config.encoder_weights, config.batch_norm),
-        "deconvnet": lambda: deconvnet(config.base_filters, config.fc_filters, config.encoder_weights, config.batch_norm),
+        "pangnet": lambda: pangnet(config.input_norm),
+        "unet": lambda: unet(config.base_filters, config.unet_depth, config.batch_norm, config.input_norm),
+        "fcn8": lambda: fcn8(config.base_filters, config.fc_filters, config.encoder_weights, config.batch_norm,
+                             config.input_norm),
+        "deconvnet": lambda: deconvnet(config.base_filters, config.fc_filters, config.encoder_weights,
+                                       config.batch_norm, config.input_norm),
     }
     model = builders[config.arch]()
     return in_mixed_precision(model) if config.mixed_precision else model

@@ -14,6 +14,28 @@ def unit_range(inputs):
     return layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(inputs)
 
 
+@keras.saving.register_keras_serializable(package="nucseg")
+class PerImageStandardization(layers.Layer):
+    """Each image's channels to mean 0 and standard deviation 1 (over its pixels): the net no
+    longer sees how dark or pale a tile's stain is overall, only its contrasts. Written here
+    because Keras has no such layer (Normalization uses fixed, learned statistics)."""
+
+    def call(self, inputs):
+        mean = ops.mean(inputs, axis=(1, 2), keepdims=True)
+        std = ops.std(inputs, axis=(1, 2), keepdims=True)
+        return (inputs - mean) / ops.maximum(std, 1.0)  # 1 grey level: a flat image stays flat, not noise
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def normalise_input(inputs, kind: str = "unit"):
+    """The model's own input normalisation (`Config.input_norm`): "unit" or "per_image"."""
+    if kind == "per_image":
+        return PerImageStandardization(name="normalise")(inputs)
+    return unit_range(inputs)
+
+
 def imagenet_caffe(inputs):
     """RGB 0..255 -> BGR minus the ImageNet mean, as VGG16's ImageNet weights expect.
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from nucseg.models.blocks import MaxUnpooling2D, conv_block, imagenet_caffe, score_head, unit_range
+from nucseg.models.blocks import MaxUnpooling2D, conv_block, imagenet_caffe, normalise_input, score_head
 from nucseg.models.vgg import VGG16_BLOCKS, EncoderWeightsError, load_encoder_weights, vgg16_encoder
 
 SIZE_MULTIPLE = 32
@@ -17,17 +17,17 @@ def _inputs():
     return keras.Input(shape=(None, None, 3), name="image")
 
 
-def pangnet() -> keras.Model:
+def pangnet(input_norm: str = "unit") -> keras.Model:
     """Pang et al.'s net (the paper's "BaochuanNet"): three 3x3 convolutions of 8 maps, 1x1 scores."""
     inputs = _inputs()
-    x = conv_block(unit_range(inputs), 8, 3, name="pang")
+    x = conv_block(normalise_input(inputs, input_norm), 8, 3, name="pang")
     return keras.Model(inputs, score_head(x), name="pangnet")
 
 
-def unet(base_filters: int = 64, depth: int = 4, batch_norm: bool = True) -> keras.Model:
+def unet(base_filters: int = 64, depth: int = 4, batch_norm: bool = True, input_norm: str = "unit") -> keras.Model:
     """Ronneberger et al.'s U-Net: base_filters * 2**level, `depth` poolings, skip concatenations."""
     inputs = _inputs()
-    x, skips = unit_range(inputs), []
+    x, skips = normalise_input(inputs, input_norm), []
     for level in range(depth):
         x = conv_block(x, base_filters * 2**level, 2, name=f"down{level}", batch_norm=batch_norm)
         skips.append(x)
@@ -41,11 +41,12 @@ def unet(base_filters: int = 64, depth: int = 4, batch_norm: bool = True) -> ker
     return keras.Model(inputs, score_head(x), name="unet")
 
 
-def _vgg_start(base_filters: int, encoder_weights, batch_norm: bool):
-    """Input, normalisation and encoder; a pretrained encoder keeps VGG16's exact layout."""
+def _vgg_start(base_filters: int, encoder_weights, batch_norm: bool, input_norm: str):
+    """Input, normalisation and encoder; a pretrained encoder keeps VGG16's exact layout (and
+    its ImageNet normalisation)."""
     inputs = _inputs()
     if encoder_weights is None:
-        return inputs, vgg16_encoder(unit_range(inputs), base_filters, batch_norm)
+        return inputs, vgg16_encoder(normalise_input(inputs, input_norm), base_filters, batch_norm)
     if base_filters != 64:
         raise EncoderWeightsError(f"VGG16 weights need base_filters=64, not {base_filters}")
     return inputs, vgg16_encoder(imagenet_caffe(inputs), 64, batch_norm=False)
@@ -59,9 +60,10 @@ def _fully_convolutional_head(x, fc_filters: int, dropout: float = 0.5):
     return layers.Dropout(dropout, name="fc7_dropout")(x)
 
 
-def fcn8(base_filters: int = 64, fc_filters: int = 4096, encoder_weights=None, batch_norm: bool = False) -> keras.Model:
+def fcn8(base_filters: int = 64, fc_filters: int = 4096, encoder_weights=None, batch_norm: bool = False,
+         input_norm: str = "unit") -> keras.Model:
     """Long et al.'s FCN-8s: scores from fc7, pool4 and pool3 fused by learned 2x, 2x, 8x upsampling."""
-    inputs, (_, pooled) = _vgg_start(base_filters, encoder_weights, batch_norm)
+    inputs, (_, pooled) = _vgg_start(base_filters, encoder_weights, batch_norm, input_norm)
     x = _fully_convolutional_head(pooled[5], fc_filters)
     x = layers.Conv2D(2, 1, name="score_fr")(x)
     x = layers.Conv2DTranspose(2, 4, strides=2, padding="same", use_bias=False, name="upscore2")(x)
@@ -75,10 +77,11 @@ def fcn8(base_filters: int = 64, fc_filters: int = 4096, encoder_weights=None, b
     return model
 
 
-def deconvnet(base_filters: int = 64, fc_filters: int = 4096, encoder_weights=None, batch_norm: bool = True) -> keras.Model:
+def deconvnet(base_filters: int = 64, fc_filters: int = 4096, encoder_weights=None, batch_norm: bool = True,
+              input_norm: str = "unit") -> keras.Model:
     """Noh et al.'s DeconvNet: VGG16 encoder, then a mirrored decoder of unpooling with the
     pooling switches and convolution blocks; no skip connections."""
-    inputs, (before_pool, pooled) = _vgg_start(base_filters, encoder_weights, batch_norm)
+    inputs, (before_pool, pooled) = _vgg_start(base_filters, encoder_weights, batch_norm, input_norm)
     x = _fully_convolutional_head(pooled[5], fc_filters)
     for block, n_convs in reversed(VGG16_BLOCKS):
         if x.shape[-1] != before_pool[block].shape[-1]:  # after the fc head only

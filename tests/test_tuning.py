@@ -1,0 +1,30 @@
+import json
+
+import numpy as np
+from scipy import ndimage
+
+from conftest import blob_label
+from nucseg.config import Config
+from nucseg.tuning import POSTPROCESS_FILE, choose_postprocess, spread, with_saved_postprocess
+
+
+def test_the_threshold_that_recovers_the_nuclei_is_chosen():
+    label = blob_label(size=96, centres=((20, 20), (20, 60), (60, 40)), radius=8)
+    ring = ndimage.binary_dilation(label > 0, iterations=3) & (label == 0)
+    probability = np.where(label > 0, 0.65, np.where(ring, 0.45, 0.05)).astype(np.float32)
+    chosen = choose_postprocess([probability], [label], Config(min_object_size=10))
+    assert chosen["threshold"] in (0.5, 0.6)  # 0.4 would add the ring to every nucleus
+    assert chosen["training_aji"] > 0.95 and chosen["tiles"] == 1
+
+
+def test_the_fold_folders_choice_is_what_its_model_is_used_with(tmp_path):
+    (tmp_path / POSTPROCESS_FILE).write_text(json.dumps({"threshold": 0.6, "watershed_min_distance": 5,
+                                                         "watershed_footprint": 9, "training_aji": 0.6, "tiles": 3}))
+    config = with_saved_postprocess(Config(), tmp_path)
+    assert (config.threshold, config.watershed_min_distance, config.watershed_footprint) == (0.6, 5, 9)
+    assert with_saved_postprocess(Config(), tmp_path / "elsewhere") == Config()
+
+
+def test_spread_takes_tiles_from_the_whole_list():
+    assert spread(list(range(40)), 4) == [0, 13, 26, 39]
+    assert spread([1, 2], 4) == [1, 2]
