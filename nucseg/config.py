@@ -62,7 +62,7 @@ class Config:
     unet_depth: int = 4  # number of poolings; base_filters * 2**depth at the bottom
     fc_filters: int = 4096  # FCN-8s fc6/fc7 and DeconvNet fc width
     batch_norm: bool = True
-    input_norm: str = "unit"  # "unit": 0..255 -> -1..1; "per_image": each image's channels to mean 0, std 1
+    input_norm: str = "per_image"  # "per_image": each image's channels to mean 0, std 1; "unit": 0..255 -> -1..1
     encoder_weights: str | None = None  # None, "imagenet" or a .weights.h5 / .h5 path
 
     # optimisation
