@@ -11,7 +11,8 @@ PATIENTS = ["TCGA-DB-5270", "TCGA-DB-5275", "TCGA-DU-5847", "TCGA-DU-8165", "TCG
 
 
 def tiny(glioma_path, **changes):
-    values = {"data": str(glioma_path), "steps": 20, "steps_per_epoch": 10, "crop": 64, "base_filters": 4, "unet_depth": 2}
+    values = {"data": str(glioma_path), "steps": 20, "steps_per_epoch": 10, "crop": 64, "base_filters": 4, "unet_depth": 2,
+              "tune_postprocess": False}  # chosen post-processing is tested in test_train and test_tuning
     return Config.from_profile("quick", **{**values, **changes})
 
 
