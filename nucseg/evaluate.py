@@ -10,7 +10,7 @@ import numpy as np
 from nucseg.data import Tile
 from nucseg.metrics import ObjectCounts, PixelCounts, all_scores, object_counts, pixel_counts
 from nucseg.postprocess import instances_from_config
-from nucseg.predict import predict_probability
+from nucseg.predict import model_predictor, predict_probability
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +42,7 @@ def score_held_out(model, held_out: list[Tile], config) -> tuple[list[TilePredic
     the weighted loss on them (`val_loss`)."""
     from nucseg.pipeline import evaluation_dataset, for_keras
 
-    predictions = predict_tiles(lambda batch: np.asarray(model(batch, training=False)), held_out, config)
+    predictions = predict_tiles(model_predictor(model), held_out, config)
     val_loss = model.evaluate(evaluation_dataset(held_out, config).map(for_keras), verbose=0)
     return predictions, {**pooled_scores(predictions), "val_loss": float(val_loss)}
 

@@ -36,10 +36,14 @@ def load_predictor(path: str | Path):
 
         from nucseg.models import custom_objects
 
-        model = keras.models.load_model(path, compile=False, custom_objects=custom_objects())
-        return lambda batch: np.asarray(model(batch, training=False))
+        return model_predictor(keras.models.load_model(path, compile=False, custom_objects=custom_objects()))
     raise ModelLoadError(f"{path}: not a .keras file nor a SavedModel folder (with saved_model.pb). "
                          "Pass <run>/<arch>/<patient>/model.keras or .../saved_model.")
+
+
+def model_predictor(model):
+    """The predictor of an in-memory Keras model (inference mode), as `load_predictor` gives for a file."""
+    return lambda batch: np.asarray(model(batch, training=False))
 
 
 def _pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:

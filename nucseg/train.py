@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from nucseg.config import Config
 from nucseg.data import Tile, patients_of
@@ -32,7 +31,7 @@ from nucseg.io import save_with, write_json_atomic
 from nucseg.models import build_model, custom_objects
 from nucseg.optimizer import compile_model
 from nucseg.pipeline import for_keras, prepare_tiles, training_dataset
-from nucseg.predict import predict_probability
+from nucseg.predict import model_predictor, predict_probability
 from nucseg.runs import claim_folder
 from nucseg.tuning import choose_postprocess, spread, with_saved_postprocess, write_postprocess
 
@@ -137,8 +136,7 @@ def fit(config: Config, train_tiles: list[Tile], out_dir: Path, verbose: int = 1
 def choose_on_training_tiles(model: keras.Model, train_tiles: list[Tile], config: Config) -> dict:
     """Post-processing chosen on (some of) the fold's own training tiles: see nucseg.tuning."""
     chosen = spread(train_tiles)
-    predictor = lambda batch: np.asarray(model(batch, training=False))  # noqa: E731
-    probabilities = [predict_probability(predictor, t.image, tta=config.tta) for t in chosen]
+    probabilities = [predict_probability(model_predictor(model), t.image, tta=config.tta) for t in chosen]
     return choose_postprocess(probabilities, [t.label for t in chosen], config)
 
 
