@@ -1,5 +1,9 @@
-"""nucseg: nuclei segmentation in H&E histopathology, four networks under leave-one-patient-out
-validation. Modules: config, data, download, folds, weights, augment, pipeline, models, losses,
-metrics, postprocess, train, evaluate, export, predict, lopo, results, figures, bench, cli."""
+"""nucseg: nuclei segmentation in H&E histopathology, five networks under leave-one-patient-out
+validation, and trained models applied to images and whole slides.
 
-__version__ = "0.1.0"
+Packages by domain: `data` (data sets, targets, augmentation, tf.data), `models` (the nets),
+`training` (one resumable fold, optimiser, losses), `inference` (prediction, post-processing,
+nuclei as objects, export, slides), `study` (folds, scores, tables, figures), `bench`
+(benchmarks that print numbers); `config` (the one Config), `cli` (the `nucseg` command)."""
+
+__version__ = "0.2.0"

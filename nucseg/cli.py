@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nucseg.config import ARCHITECTURES, DEFAULT_DATA, PROFILES, Config, ConfigError, resolve_data_path
 from nucseg.errors import InputError, TrainingDiverged
-from nucseg.health import describe_flags
+from nucseg.training.health import describe_flags
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -78,7 +78,7 @@ def _parse_field(name: str, value: str):
 
 
 def cmd_data_check(args) -> int:
-    from nucseg.data import DatasetError, load_dataset, summarize
+    from nucseg.data.dataset import DatasetError, load_dataset, summarize
 
     path = resolve_data_path(args.path or args.data)
     try:
@@ -98,7 +98,7 @@ def cmd_data_check(args) -> int:
 
 
 def cmd_data_download(args) -> int:
-    from nucseg.download import DownloadError, download_tnbc
+    from nucseg.data.download import DownloadError, download_tnbc
 
     try:
         download_tnbc(args.dest, record=args.record, base_url=args.zenodo_url)
@@ -109,8 +109,8 @@ def cmd_data_download(args) -> int:
 
 
 def cmd_bench_pipeline(args) -> int:
-    from nucseg.bench import bench_pipeline, format_throughputs
-    from nucseg.data import load_dataset
+    from nucseg.bench.pipeline import bench_pipeline, format_throughputs
+    from nucseg.data.dataset import load_dataset
 
     config = config_from_args(args)
     results = bench_pipeline(load_dataset(config.data), config, seconds=args.seconds)
@@ -124,9 +124,9 @@ def _check_out_folder(out: str) -> None:
 
 
 def cmd_train(args) -> int:
-    from nucseg.data import load_dataset, patients_of
-    from nucseg.folds import fold_for
-    from nucseg.train import train_fold
+    from nucseg.data.dataset import load_dataset, patients_of
+    from nucseg.study.folds import fold_for
+    from nucseg.training.train import train_fold
 
     _check_out_folder(args.out)
     config = config_from_args(args, arch=args.arch)
@@ -144,43 +144,64 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _model_and_config(model_path: str, overrides: dict | None = None):
+    """(predictor, Config of its post-processing): the model's saved config.json and
+    postprocess.json where they are beside it, else the defaults for its output kind; then
+    `overrides` (None values ignored)."""
+    from nucseg.inference.export import model_config
+    from nucseg.inference.predict import load_predictor, output_kind_of
+
+    predictor = load_predictor(model_path)
+    saved, config = model_config(model_path, output_kind_of(predictor))
+    if saved is None:
+        print(f"note: no config.json beside {model_path}; default post-processing of a {config.output_kind} map",
+              file=sys.stderr)
+    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return predictor, config.replace(**changes) if changes else config
+
+
 def cmd_predict(args) -> int:
-    from nucseg.data import read_image
-    from nucseg.predict import check_tiling, load_predictor, output_names, predict_probability, write_prediction
+    from nucseg.data.dataset import read_image
+    from nucseg.inference.objects import write_nuclei
+    from nucseg.inference.postprocess import foreground, instances_from_config
+    from nucseg.inference.predict import check_tiling, output_names, predict_nucleus_map, write_prediction
 
     _check_out_folder(args.out)
     check_tiling(args.tile, args.overlap)
-    if not 0 <= args.threshold <= 1:
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise InputError(f"--threshold {args.threshold}: a probability threshold is between 0 and 1.")
     names = output_names(args.images)
-    predictor = load_predictor(args.model)
+    predictor, config = _model_and_config(args.model, {"threshold": args.threshold, "min_object_size": args.min_size,
+                                                       "dist_threshold": args.dist_threshold, "dist_lambda": args.dist_lambda})
+    out = Path(args.out)
     for path, name in zip(args.images, names):
-        probability = predict_probability(predictor, read_image(path), tile=args.tile, overlap=args.overlap, tta=args.tta)
-        prob_png, mask_png = write_prediction(probability, Path(args.out), name, args.threshold)
-        print(f"{path}: {prob_png}, {mask_png}")
+        image = read_image(path)
+        nucleus_map = predict_nucleus_map(predictor, image, tile=args.tile, overlap=args.overlap, tta=args.tta)
+        map_png, mask_png = write_prediction(nucleus_map, foreground(nucleus_map, config), out, name, config.output_kind)
+        labels = instances_from_config(nucleus_map, config)
+        map_name = "mean_distance" if config.output_kind == "distance" else "mean_probability"
+        written = write_nuclei(labels, image, nucleus_map, out, name, map_name)
+        print(f"{path}: {int(labels.max())} nuclei -> {map_png.name}, {mask_png.name}, "
+              f"{written['label'].name}, {written['geojson'].name}, {written['table'].name}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from nucseg.baseline import BASELINE_NAME, otsu_nucleus_map
-    from nucseg.data import load_dataset
-    from nucseg.evaluate import evaluate_methods
-    from nucseg.export import saved_config
+    from nucseg.inference.baseline import BASELINE_NAME, baseline_config, otsu_nucleus_map
+    from nucseg.data.dataset import load_dataset
+    from nucseg.study.evaluate import evaluate_methods
     from nucseg.io import write_text_atomic
-    from nucseg.predict import load_predictor, predict_probability
-    from nucseg.results import summarize_folds, summary_markdown
+    from nucseg.inference.predict import predict_nucleus_map
+    from nucseg.study.results import summarize_folds, summary_markdown
 
     _check_out_folder(args.out)
-    config = saved_config(args.model)
-    if config is None:
-        print(f"note: no config.json beside {args.model}; default post-processing", file=sys.stderr)
-        config = Config()
+    predictor, config = _model_and_config(args.model)
     tiles = load_dataset(args.data)
-    predictor = load_predictor(args.model)
     name = Path(args.model).resolve().parent.name if Path(args.model).name in ("model.keras", "saved_model") else Path(args.model).stem
     name = f"{config.arch} ({name}){' + TTA' if args.tta else ''}"
-    methods = {name: lambda image: predict_probability(predictor, image, tta=args.tta), BASELINE_NAME: otsu_nucleus_map}
-    tile_table, patient_table = evaluate_methods(methods, tiles, config)
+    methods = {name: (lambda image: predict_nucleus_map(predictor, image, tta=args.tta), config),
+               BASELINE_NAME: (otsu_nucleus_map, baseline_config(config))}
+    tile_table, patient_table = evaluate_methods(methods, tiles)
     summary = summarize_folds(patient_table)
     out = Path(args.out)
     write_text_atomic(out / "tiles.csv", tile_table.to_csv(index=False))
@@ -189,15 +210,36 @@ def cmd_evaluate(args) -> int:
     write_text_atomic(out / "summary.csv", summary.drop(columns=["flagged", "steps"]).rename(columns=named).to_csv(index=False))
     markdown = summary_markdown(summary)
     write_text_atomic(out / "summary.md", markdown)
-    print(f"{args.model} on {args.data}: {len(tiles)} tiles, mean ± std over patients "
-          f"(post-processing: threshold {config.threshold}, min distance {config.watershed_min_distance})\n")
+    if config.output_kind == "distance":
+        chosen = f"distance threshold {config.dist_threshold}, lambda {config.dist_lambda}"
+    else:
+        chosen = f"threshold {config.threshold}, min distance {config.watershed_min_distance}"
+    print(f"{args.model} on {args.data}: {len(tiles)} tiles, mean ± std over patients (post-processing: {chosen})\n")
     print(markdown)
     return 0
 
 
+def cmd_slide(args) -> int:
+    from nucseg.inference.predict import output_names, with_tta
+    from nucseg.inference.slide import run_slide
+
+    _check_out_folder(args.out)
+    names = output_names(args.slides)
+    predictor, config = _model_and_config(args.model)
+    predictor = with_tta(predictor) if args.tta else predictor
+    for path, name in zip(args.slides, names):
+        print(f"{path} -> {Path(args.out) / name}")
+        summary = run_slide(predictor, config, path, Path(args.out) / name, tile=args.tile, overlap=args.overlap,
+                            batch_size=args.batch_size, region=args.region, mpp=args.mpp, gzip_geojson=args.gzip,
+                            verbose=args.verbose)
+        print(f"  {summary['nuclei']} nuclei in {summary['tiles']} tissue tiles ({summary['megapixels']} megapixels, "
+              f"level {summary['level']}), {summary['seconds']} s; {summary['cut']} cut by a tile edge and dropped")
+    return 0
+
+
 def cmd_lopo(args) -> int:
-    from nucseg.lopo import read_grid, run_grid, run_lopo
-    from nucseg.results import summary_markdown, summarize_folds
+    from nucseg.study.lopo import read_grid, run_grid, run_lopo
+    from nucseg.study.results import summary_markdown, summarize_folds
 
     _check_out_folder(args.out)
     config = config_from_args(args)
@@ -212,16 +254,27 @@ def cmd_lopo(args) -> int:
 
 
 def cmd_bench_memory(args) -> int:
-    from nucseg.bench_memory import bench_training_memory, format_memory
-    from nucseg.data import load_dataset
+    from nucseg.bench.memory import bench_training_memory, format_memory
+    from nucseg.data.dataset import load_dataset
 
     config = config_from_args(args)
     print(format_memory(bench_training_memory(load_dataset(config.data), config, big_side=args.big_side)))
     return 0
 
 
+def cmd_bench_slide(args) -> int:
+    from nucseg.bench.slide import bench_slide, format_slide_benchmark
+    from nucseg.data.dataset import load_dataset
+
+    predictor, config = _model_and_config(args.model)
+    tiles = load_dataset(resolve_data_path(args.data))
+    print(format_slide_benchmark(bench_slide(predictor, config, tiles, Path(args.work), args.side, args.tile, args.overlap,
+                                             args.batch_size)))
+    return 0
+
+
 def cmd_bench_models(args) -> int:
-    from nucseg.bench_models import bench_models, format_model_benchmarks
+    from nucseg.bench.models import bench_models, format_model_benchmarks
 
     config = config_from_args(args)
     print(format_model_benchmarks(bench_models(config, args.arch, args.steps_to_time)))
@@ -261,6 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     nets.add_argument("--steps-to-time", type=int, default=5)
     nets.set_defaults(run=cmd_bench_models)
 
+    slide_bench = bench.add_parser("slide", help="megapixels/s and peak memory of `nucseg slide` on a mosaic slide")
+    slide_bench.add_argument("model", help="model.keras or a SavedModel folder")
+    _add_data(slide_bench)
+    slide_bench.add_argument("--side", type=int, default=8192, help="side of the square mosaic slide (20000: 400 megapixels)")
+    slide_bench.add_argument("--work", default="results/bench_slide", help="where the slide and its outputs go")
+    slide_bench.add_argument("--tile", type=int, default=1024)
+    slide_bench.add_argument("--overlap", type=int, default=128)
+    slide_bench.add_argument("--batch-size", type=int, default=2)
+    slide_bench.set_defaults(run=cmd_bench_slide)
+
     train = commands.add_parser("train", help="train one leave-one-patient-out fold, export it, score it")
     _add_data(train)
     train.add_argument("--arch", choices=ARCHITECTURES, required=True)
@@ -289,15 +352,32 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", action="store_true", help="average the 8 flips and rotations of each tile")
     evaluate.set_defaults(run=cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="probability map and mask of images of any size")
+    predict = commands.add_parser("predict", help="nuclei of images of any size: label image, GeoJSON, table, map, mask")
     predict.add_argument("model", help="model.keras or a SavedModel folder")
     predict.add_argument("images", nargs="+")
     predict.add_argument("--out", required=True)
     predict.add_argument("--tile", type=int, default=512, help="tile side for large images (multiple of 32)")
     predict.add_argument("--overlap", type=int, default=64)
-    predict.add_argument("--threshold", type=float, default=0.5)
+    predict.add_argument("--threshold", type=float, help="probability threshold (default: the model's saved one)")
+    predict.add_argument("--dist-threshold", type=float, help="DIST: foreground distance in pixels (default: the model's)")
+    predict.add_argument("--dist-lambda", type=float, help="DIST: h of the h-maxima markers (default: the model's)")
+    predict.add_argument("--min-size", type=int, help="smallest nucleus kept, in pixels (default: the model's)")
     predict.add_argument("--tta", action="store_true", help="average the 8 flips and rotations of each image")
     predict.set_defaults(run=cmd_predict)
+
+    slide = commands.add_parser("slide", help="nuclei of whole-slide images (OpenSlide): GeoJSON, table, overview")
+    slide.add_argument("model", help="model.keras or a SavedModel folder (its config.json: post-processing and mpp)")
+    slide.add_argument("slides", nargs="+", help=".svs, .ndpi, .mrxs, .scn, pyramidal .tif, ...")
+    slide.add_argument("--out", required=True, help="one folder per slide is made in it (rerun to resume)")
+    slide.add_argument("--region", type=int, nargs=4, metavar=("X", "Y", "W", "H"), help="level-0 pixels: only this part")
+    slide.add_argument("--tile", type=int, default=1024, help="tile side at the model's resolution (multiple of 32)")
+    slide.add_argument("--overlap", type=int, default=128, help="at least the widest nucleus, in pixels (default 128)")
+    slide.add_argument("--batch-size", type=int, default=2, help="tiles per prediction (raise it on a GPU)")
+    slide.add_argument("--mpp", type=float, help="microns per pixel of the slide where its file does not say")
+    slide.add_argument("--gzip", action="store_true", help="write nuclei.geojson.gz")
+    slide.add_argument("--tta", action="store_true", help="average the 8 flips and rotations of each tile")
+    slide.add_argument("--verbose", type=int, default=1, choices=[0, 1], help="1: a progress bar (default)")
+    slide.set_defaults(run=cmd_slide)
     return parser
 
 

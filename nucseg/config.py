@@ -18,7 +18,8 @@ import yaml
 
 from nucseg.errors import InputError
 
-ARCHITECTURES = ("pangnet", "fcn8", "deconvnet", "unet")
+ARCHITECTURES = ("pangnet", "fcn8", "deconvnet", "unet", "dist")
+DISTANCE_ARCHS = ("dist",)  # nets that regress each nucleus's distance map instead of class probabilities
 INPUT_NORMS = ("unit", "per_image")
 DATA_ENV_VAR = "NUCSEG_DATA"
 DEFAULT_DATA = "data/tnbc"
@@ -33,6 +34,7 @@ class Config:
     # data
     data: str = DEFAULT_DATA
     crop: int = 256
+    mpp: float = 0.25  # microns per pixel of the training tiles (TNBC and the glioma tiles: 40x scans); slides are read at it
 
     # per-pixel weights (computed once per tile)
     class_balance: bool = True
@@ -85,6 +87,10 @@ class Config:
     min_object_size: int = 30
     watershed_min_distance: int = 10  # pixels between two nucleus centres (tuned on glioma ground truth)
     watershed_footprint: int = 17
+    # DIST (distance-map regression): foreground where the predicted distance exceeds dist_threshold
+    # (pixels); one nucleus per maximum standing at least dist_lambda (pixels) above its surroundings
+    dist_threshold: float = 0.5
+    dist_lambda: float = 1.0
 
     @classmethod
     def from_profile(cls, name: str, **overrides) -> Config:
@@ -126,6 +132,11 @@ class Config:
         values = {k: v for k, v in self.to_dict().items() if k not in ignore}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
+    @property
+    def output_kind(self) -> str:
+        """What the net outputs: "distance" (DIST) or "probability" (the four binary nets)."""
+        return "distance" if self.arch in DISTANCE_ARCHS else "probability"
+
     def validated(self) -> Config:
         problems = self._type_problems()
         if problems:  # the range checks below need the right types
@@ -153,12 +164,12 @@ class Config:
         for name in ("blur_probability", "elastic_probability", "threshold", "warmup_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name}={getattr(self, name)} must be between 0 and 1")
-        for name in ("border_sigma", "blur_sigma_max"):
+        for name in ("border_sigma", "blur_sigma_max", "dist_lambda", "mpp"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}={getattr(self, name)} must be positive")
         for name in ("border_weight", "elastic_sigma", "stain_jitter", "momentum", "weight_decay", "clip_norm",
                      "brightness", "gamma",
-                     "rotate_max_degrees", "min_object_size", "watershed_min_distance"):
+                     "rotate_max_degrees", "min_object_size", "watershed_min_distance", "dist_threshold"):
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)} must not be negative")
         if self.watershed_footprint < 1:

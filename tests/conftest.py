@@ -18,7 +18,7 @@ def glioma_path() -> Path:
 
 @pytest.fixture(scope="session")
 def glioma_tiles(glioma_path):
-    from nucseg.data import load_dataset
+    from nucseg.data.dataset import load_dataset
 
     return load_dataset(glioma_path)
 

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nucseg.augment import elastic_basis, elastic_displacement, source_coordinates, warp
+from nucseg.data.augment import elastic_basis, elastic_displacement, source_coordinates, warp
 from nucseg.config import Config
-from nucseg.data import Tile
-from nucseg.pipeline import evaluation_dataset, piece_windows, prepare_tiles, training_dataset
+from nucseg.data.dataset import Tile
+from nucseg.data.pipeline import evaluation_dataset, piece_windows, prepare_tiles, training_dataset
 
 
 def identity_coords(size):
@@ -35,7 +35,7 @@ def test_warp_matches_elasticdeform_on_the_same_grid(glioma_tiles):
 
 def test_identity_transform_returns_the_crop():
     config = Config(crop=64, flip=False, rotate90=False, rotate_max_degrees=0, elastic_probability=0)
-    coords = source_coordinates(config, tf.constant([1, 2], tf.int64), 64, 64, tf.constant(elastic_basis(64, 3)))
+    coords, _ = source_coordinates(config, tf.constant([1, 2], tf.int64), 64, 64, tf.constant(elastic_basis(64, 3)))
     np.testing.assert_allclose(coords.numpy(), identity_coords(64), atol=1e-4)
 
 
@@ -86,7 +86,7 @@ def test_a_resumed_stream_continues_where_it_stopped(stack, quick_config):
 def test_xla_warp_equals_the_plain_graph(stack, quick_config):
     # (the random draws are not compared: under XLA, stateless RNG may pick another algorithm)
     basis = tf.constant(elastic_basis(quick_config.crop, quick_config.elastic_points))
-    coords = source_coordinates(quick_config, tf.constant([3, 4], tf.int64), 512, 512, basis)
+    coords, _ = source_coordinates(quick_config, tf.constant([3, 4], tf.int64), 512, 512, basis)
     image, target_weight = tf.constant(stack.images[0]), tf.constant(stack.targets_weights[0])
 
     def sample(c):
@@ -113,7 +113,7 @@ def test_evaluation_stream_is_whole_tiles_unaugmented(glioma_tiles, quick_config
 
 
 def test_evaluation_stream_pads_odd_sizes_with_weight_zero(glioma_tiles, quick_config):
-    from nucseg.data import Tile
+    from nucseg.data.dataset import Tile
 
     tile = glioma_tiles[0]
     odd = Tile(tile.patient, tile.tile_id, tile.image[:500, :470], tile.label[:500, :470])
@@ -140,7 +140,7 @@ def test_nearest_neighbour_sampling_keeps_weight_values_as_they_are():
 
 
 def test_a_folds_training_stream_never_holds_a_held_out_tile():
-    from nucseg.train import training_stream
+    from nucseg.training.train import training_stream
 
     colours = {"A": 30, "B": 120, "C": 210}  # each patient's tiles have one grey level of their own
     tiles = [Tile(p, f"{p}{k}", np.full((128, 128, 3), c, np.uint8), np.pad(np.ones((20, 20), np.int32), 54))
@@ -186,7 +186,7 @@ def test_zoom_scales_the_sampling_grid_within_its_range():
     basis = tf.constant(elastic_basis(64, 3))
     steps = []
     for k in range(20):
-        coords = source_coordinates(config, tf.constant([k, 7], tf.int64), 512, 512, basis).numpy()
+        coords = source_coordinates(config, tf.constant([k, 7], tf.int64), 512, 512, basis)[0].numpy()
         step = np.diff(coords[..., 1], axis=1)  # source pixels per output pixel, along x
         assert np.allclose(step, step[0, 0], atol=1e-4)  # one zoom for the whole crop
         steps.append(step[0, 0])
@@ -195,7 +195,7 @@ def test_zoom_scales_the_sampling_grid_within_its_range():
 
 
 def test_colour_jitter_is_bounded_and_off_by_default():
-    from nucseg.augment import colour_jitter
+    from nucseg.data.augment import colour_jitter
 
     images = tf.constant(np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32))
     seed = tf.constant([1, 2], tf.int64)

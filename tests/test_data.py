@@ -6,7 +6,7 @@ from PIL import Image
 
 from conftest import blob_label, make_generic_dataset, write_png
 from nucseg.cli import main
-from nucseg.data import DatasetError, load_dataset, read_image, read_label, summarize
+from nucseg.data.dataset import DatasetError, load_dataset, read_image, read_label, summarize
 
 
 def check(path, capsys):

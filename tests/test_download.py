@@ -10,8 +10,8 @@ import pytest
 
 from conftest import blob_label
 from nucseg.cli import main
-from nucseg.data import load_dataset
-from nucseg.download import download_tnbc, DownloadError
+from nucseg.data.dataset import load_dataset
+from nucseg.data.download import download_tnbc, DownloadError
 
 
 def tnbc_zip() -> bytes:

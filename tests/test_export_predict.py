@@ -5,13 +5,13 @@ from PIL import Image
 
 from conftest import write_png
 from nucseg.cli import main
-from nucseg.predict import ModelLoadError, load_predictor, predict_probability
+from nucseg.inference.predict import ModelLoadError, load_predictor, predict_nucleus_map
 
 
 @pytest.fixture(scope="module")
 def exported(glioma_tiles, glioma_path, tmp_path_factory):
     from nucseg.config import Config
-    from nucseg.train import train_fold
+    from nucseg.training.train import train_fold
 
     config = Config.from_profile("quick", data=str(glioma_path), arch="unet", base_filters=4, unet_depth=2,
                                  steps=20, steps_per_epoch=20, crop=64)
@@ -30,8 +30,8 @@ def test_saved_model_gives_the_keras_models_output(exported, glioma_tiles):
 
 def test_both_exports_load_through_nucseg(exported, glioma_tiles):
     image = glioma_tiles[0].image
-    from_keras = predict_probability(load_predictor(exported / "model.keras"), image)
-    from_saved = predict_probability(load_predictor(exported / "saved_model"), image)
+    from_keras = predict_nucleus_map(load_predictor(exported / "model.keras"), image)
+    from_saved = predict_nucleus_map(load_predictor(exported / "saved_model"), image)
     assert from_keras.shape == image.shape[:2]
     np.testing.assert_allclose(from_keras, from_saved, atol=1e-5)
 
@@ -39,8 +39,8 @@ def test_both_exports_load_through_nucseg(exported, glioma_tiles):
 def test_tiled_prediction_of_a_large_odd_image_matches_one_pass(exported, glioma_tiles):
     predictor = load_predictor(exported / "model.keras")
     image = np.concatenate([glioma_tiles[0].image, glioma_tiles[1].image], axis=1)[:450, :1000]  # 450 x 1000
-    tiled = predict_probability(predictor, image, tile=256, overlap=64)
-    whole = predict_probability(predictor, image, tile=1024)
+    tiled = predict_nucleus_map(predictor, image, tile=256, overlap=64)
+    whole = predict_nucleus_map(predictor, image, tile=1024)
     assert tiled.shape == (450, 1000)
     inner = (slice(16, -16), slice(16, -16))  # image borders are padded differently
     assert np.abs(tiled[inner] - whole[inner]).mean() < 0.01
@@ -76,7 +76,7 @@ def test_tiled_prediction_reproduces_a_position_dependent_model_exactly(height, 
     yy, xx = np.mgrid[:height, :width]
     image = np.zeros((height, width, 3), np.uint8)
     image[..., 0] = (7 * yy + 13 * xx) % 256  # every position has its own value, no two neighbours alike
-    probability = predict_probability(position_model, image, tile=tile, overlap=overlap)
+    probability = predict_nucleus_map(position_model, image, tile=tile, overlap=overlap)
     assert probability.shape == (height, width)
     np.testing.assert_allclose(probability, image[..., 0] / 255.0, atol=1e-5)
 
@@ -87,7 +87,7 @@ def test_tiling_out_of_range_is_refused(tile, overlap, message):
     from nucseg.errors import InputError
 
     with pytest.raises(InputError, match=message):
-        predict_probability(position_model, np.zeros((64, 64, 3), np.uint8), tile=tile, overlap=overlap)
+        predict_nucleus_map(position_model, np.zeros((64, 64, 3), np.uint8), tile=tile, overlap=overlap)
 
 
 def test_predict_keeps_images_of_the_same_name_apart(exported, glioma_tiles, tmp_path, capsys):
@@ -120,7 +120,7 @@ def test_predict_names_the_problem_and_exits_2(exported, glioma_tiles, tmp_path,
 
 
 def test_tta_of_a_pointwise_model_changes_nothing_and_averages_the_rest():
-    from nucseg.predict import with_tta
+    from nucseg.inference.predict import with_tta
 
     image = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3)).astype(np.float32)
     np.testing.assert_allclose(with_tta(position_model)(image), position_model(image), atol=1e-6)
@@ -135,8 +135,8 @@ def test_tta_of_a_pointwise_model_changes_nothing_and_averages_the_rest():
 def test_evaluate_scores_a_model_and_the_otsu_baseline_per_tile_and_patient(exported, glioma_tiles, tmp_path, capsys):
     import pandas as pd
 
-    from nucseg.baseline import otsu_nucleus_map
-    from nucseg.metrics import pixel_counts
+    from nucseg.inference.baseline import otsu_nucleus_map
+    from nucseg.study.metrics import pixel_counts
 
     chosen = [glioma_tiles[0], glioma_tiles[-1]]  # two patients
     for tile in chosen:

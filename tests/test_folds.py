@@ -1,7 +1,7 @@
 import pytest
 
-from nucseg.data import patients_of
-from nucseg.folds import FoldError, fold_for, lopo_folds
+from nucseg.data.dataset import patients_of
+from nucseg.study.folds import FoldError, fold_for, lopo_folds
 
 
 def test_each_patient_validates_once_and_never_trains_on_itself(glioma_tiles):

@@ -3,9 +3,9 @@ import pytest
 
 from nucseg.cli import main
 from nucseg.config import Config, ConfigError
-from nucseg.lopo import read_grid, run_grid, run_lopo
-from nucseg.results import read_folds
-from nucseg.train import EpochCheckpoint
+from nucseg.study.lopo import read_grid, run_grid, run_lopo
+from nucseg.study.results import read_folds
+from nucseg.training.train import EpochCheckpoint
 
 PATIENTS = ["TCGA-DB-5270", "TCGA-DB-5275", "TCGA-DU-5847", "TCGA-DU-8165", "TCGA-FG-A4MU"]
 

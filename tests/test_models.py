@@ -9,7 +9,7 @@ import pytest
 
 from nucseg.config import Config
 from nucseg.models import EncoderWeightsError, MaxUnpooling2D, build_model, deconvnet, fcn8, pangnet, unet
-from nucseg.optimizer import compile_model
+from nucseg.training.optimizer import compile_model
 
 SMALL = {"pangnet": {}, "unet": {"base_filters": 4, "unet_depth": 3}, "fcn8": {"base_filters": 4, "fc_filters": 16},
          "deconvnet": {"base_filters": 4, "fc_filters": 16}}
@@ -120,7 +120,7 @@ def test_every_net_runs_and_a_fold_trains_and_exports_under_jax(glioma_path, tmp
         "for arch in SMALL:\n"
         "    out = np.asarray(build_model(small_config(arch))(np.zeros((1, 64, 96, 3), 'float32')))\n"
         "    assert out.shape == (1, 64, 96, 2), out.shape\n"
-        "import sys, pathlib; from nucseg.data import load_dataset; from nucseg.train import train_fold\n"
+        "import sys, pathlib; from nucseg.data.dataset import load_dataset; from nucseg.training.train import train_fold\n"
         "config = small_config('unet', data=sys.argv[1], steps=4, steps_per_epoch=2, crop=64)\n"
         "result = train_fold(config, load_dataset(sys.argv[1]), 'TCGA-DU-8165', sys.argv[2], verbose=0)\n"
         "assert (pathlib.Path(sys.argv[2]) / 'saved_model' / 'saved_model.pb').is_file() and result.steps == 4\n"
@@ -143,3 +143,28 @@ def test_per_image_normalisation_ignores_a_tiles_overall_stain_intensity(tmp_pat
     model.save(tmp_path / "m.keras")
     reloaded = keras.models.load_model(tmp_path / "m.keras", custom_objects=custom_objects(), compile=False)
     np.testing.assert_allclose(np.asarray(reloaded(image)), np.asarray(model(image)), atol=1e-6)
+
+
+def test_dist_is_the_unet_body_with_a_one_channel_linear_head(glioma_tiles):
+    from nucseg.data.weights import distance_target
+
+    config = Config.from_profile("quick", arch="dist", base_filters=4, unet_depth=3)
+    dist, binary = build_model(config), build_model(config.replace(arch="unet"))
+    images = np.stack([t.image[:64, :64] for t in glioma_tiles[:2]]).astype(np.float32)
+    assert np.asarray(dist(images)).shape == (2, 64, 64, 1)
+    body = [layer.name for layer in dist.layers][:-2]
+    assert body == [layer.name for layer in binary.layers][:-2]  # same blocks, only the head differs
+    assert dist.count_params() - binary.count_params() == -(4 * 2 + 2) + (4 + 1)
+
+    config = config.replace(lr=0.05, lr_schedule="constant")
+    model = compile_model(build_model(config), config, total_steps=100)
+    target = np.stack([distance_target(t.label[:64, :64]) for t in glioma_tiles[:2]])
+    y = np.stack([target, np.ones_like(target)], -1)
+    first = float(model.train_on_batch(images, y))
+    for _ in range(40):
+        last = float(model.train_on_batch(images, y))
+    assert last < 0.5 * first, (first, last)
+
+    mixed = build_model(config.replace(mixed_precision=True))
+    assert mixed.get_layer("distance").dtype_policy.compute_dtype == "float32"
+    assert mixed.get_layer("down0_conv1").dtype_policy.compute_dtype == "float16"

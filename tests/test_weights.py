@@ -1,7 +1,7 @@
 import numpy as np
 
 from conftest import blob_label
-from nucseg.weights import binary_target, border_weights, class_weights, weight_map
+from nucseg.data.weights import binary_target, border_weights, class_weights, weight_map
 
 
 def test_touching_nuclei_are_separated_in_the_target():

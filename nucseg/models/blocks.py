@@ -64,6 +64,17 @@ def score_head(x, name: str = "score"):
     return layers.Softmax(axis=-1, dtype="float32", name="probabilities")(x)
 
 
+def distance_head(x, name: str = "distance"):
+    """DIST's output: a 1x1 convolution to one linear channel, the distance to the nucleus border
+    in pixels (float32 under mixed precision)."""
+    x = layers.Conv2D(1, 1, name=f"{name}_conv")(x)
+    return layers.Activation("linear", dtype="float32", name=name)(x)
+
+
+OUTPUT_HEADS = {"probability": score_head, "distance": distance_head}
+OUTPUT_LAYERS = ("probabilities", "distance")  # kept in float32 under mixed precision
+
+
 @keras.saving.register_keras_serializable(package="nucseg")
 class MaxUnpooling2D(layers.Layer):
     """2x2 unpooling with the pooling switches (DeconvNet): each value goes back to the

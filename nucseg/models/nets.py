@@ -1,13 +1,14 @@
-"""The four networks of the study. Each builder returns a functional Keras model that maps RGB
+"""The networks of the study. Each builder returns a functional Keras model that maps RGB
 tiles with values 0..255, of any height and width divisible by 32, to per-pixel probabilities
-(channel 0 background, channel 1 nucleus). U-Net needs sides divisible by 2**depth (32 at most)."""
+(channel 0 background, channel 1 nucleus); U-Net with output="distance" is DIST, which maps them
+to one channel, each nucleus's distance map. U-Net needs sides divisible by 2**depth (32 at most)."""
 
 from __future__ import annotations
 
 import keras
 from keras import layers
 
-from nucseg.models.blocks import MaxUnpooling2D, conv_block, imagenet_caffe, normalise_input, score_head
+from nucseg.models.blocks import OUTPUT_HEADS, MaxUnpooling2D, conv_block, imagenet_caffe, normalise_input, score_head
 from nucseg.models.vgg import VGG16_BLOCKS, EncoderWeightsError, load_encoder_weights, vgg16_encoder
 
 SIZE_MULTIPLE = 32
@@ -24,8 +25,10 @@ def pangnet(input_norm: str = "unit") -> keras.Model:
     return keras.Model(inputs, score_head(x), name="pangnet")
 
 
-def unet(base_filters: int = 64, depth: int = 4, batch_norm: bool = True, input_norm: str = "unit") -> keras.Model:
-    """Ronneberger et al.'s U-Net: base_filters * 2**level, `depth` poolings, skip concatenations."""
+def unet(base_filters: int = 64, depth: int = 4, batch_norm: bool = True, input_norm: str = "unit",
+         output: str = "probability") -> keras.Model:
+    """Ronneberger et al.'s U-Net: base_filters * 2**level, `depth` poolings, skip concatenations.
+    output="distance": the same net with DIST's head (one linear channel) instead of the class scores."""
     inputs = _inputs()
     x, skips = normalise_input(inputs, input_norm), []
     for level in range(depth):
@@ -38,7 +41,7 @@ def unet(base_filters: int = 64, depth: int = 4, batch_norm: bool = True, input_
         x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level}_upsample")(x)
         x = layers.Concatenate(name=f"up{level}_concat")([skips[level], x])
         x = conv_block(x, filters, 2, name=f"up{level}", batch_norm=batch_norm)
-    return keras.Model(inputs, score_head(x), name="unet")
+    return keras.Model(inputs, OUTPUT_HEADS[output](x), name="unet" if output == "probability" else "dist")
 
 
 def _vgg_start(base_filters: int, encoder_weights, batch_norm: bool, input_norm: str):

@@ -1,5 +1,9 @@
 """Prediction on images of any size, with a trained Keras model or an exported SavedModel.
 
+A net's nucleus map is its nucleus probability (two-channel output: background, nucleus) or,
+for DIST, its distance map (one channel); `nucleus_channel` tells them apart by the output's
+channels, so a model needs nothing beside it to be used.
+
 Images up to `tile` pixels a side are padded (mirror) to a multiple of 32 and predicted in
 one go. Larger ones are cut into overlapping tiles, each predicted alone and blended with a
 weight that falls towards the tile edges, so memory stays bounded by the tile size and seams
@@ -23,8 +27,8 @@ class ModelLoadError(InputError):
 
 
 def load_predictor(path: str | Path):
-    """A function (1, H, W, 3) float32 0..255 -> (1, H, W, 2) probabilities, from a `.keras`
-    file or a SavedModel folder (`model.export`)."""
+    """A function (1, H, W, 3) float32 0..255 -> (1, H, W, C) outputs (C = 2 probabilities, or
+    C = 1 distance), from a `.keras` file or a SavedModel folder (`model.export`)."""
     path = Path(path)
     if path.is_dir() and (path / "saved_model.pb").is_file():
         import tensorflow as tf
@@ -110,29 +114,50 @@ def with_tta(predictor):
     return predict
 
 
-def predict_probability(predictor, image: np.ndarray, tile: int = 512, overlap: int = 64, tta: bool = False) -> np.ndarray:
-    """Nucleus probability (H, W) float32 of an RGB image (H, W, 3), values 0..255."""
+def nucleus_channel(output: np.ndarray) -> np.ndarray:
+    """(..., C) model output -> (...) nucleus map: channel 1 of two (probability) or the only one (distance)."""
+    channels = output.shape[-1]
+    if channels not in (1, 2):
+        raise ModelLoadError(f"the model outputs {channels} channels per pixel; nucseg's nets output 2 (background "
+                             "and nucleus probabilities) or 1 (DIST's distance map).")
+    return output[..., channels - 1]
+
+
+def output_kind_of(predictor) -> str:
+    """"probability" or "distance": what a predictor outputs, asked of the predictor itself."""
+    channels = np.asarray(predictor(np.zeros((1, 32, 32, 3), np.float32))).shape[-1]
+    return "distance" if channels == 1 else "probability"
+
+
+def predict_nucleus_map(predictor, image: np.ndarray, tile: int = 512, overlap: int = 64, tta: bool = False) -> np.ndarray:
+    """Nucleus map (H, W) float32 of an RGB image (H, W, 3), values 0..255: the nucleus
+    probability, or DIST's distance in pixels."""
     check_tiling(tile, overlap)
     if tta:
         predictor = with_tta(predictor)
     height, width = image.shape[:2]
     image = image.astype(np.float32)
     if height <= tile and width <= tile:
-        return predictor(_pad_to_multiple(image, SIZE_MULTIPLE)[None])[0, :height, :width, 1]
+        return nucleus_channel(np.asarray(predictor(_pad_to_multiple(image, SIZE_MULTIPLE)[None])))[0, :height, :width]
     padded = np.pad(image, ((0, max(tile - height, 0)), (0, max(tile - width, 0)), (0, 0)), mode="reflect")
     total = np.zeros(padded.shape[:2], np.float32)
     weights = np.zeros(padded.shape[:2], np.float32)
     window = _blend_window(tile, overlap)
     for y in _starts(padded.shape[0], tile, tile - overlap):
         for x in _starts(padded.shape[1], tile, tile - overlap):
-            probability = predictor(padded[None, y : y + tile, x : x + tile])[0, :, :, 1]
-            total[y : y + tile, x : x + tile] += probability * window
+            nucleus_map = nucleus_channel(np.asarray(predictor(padded[None, y : y + tile, x : x + tile])))[0]
+            total[y : y + tile, x : x + tile] += nucleus_map * window
             weights[y : y + tile, x : x + tile] += window
     return (total / weights)[:height, :width]
 
 
-def write_prediction(probability: np.ndarray, out_dir: Path, stem: str, threshold: float = 0.5) -> tuple[Path, Path]:
-    """`<stem>_prob.png` (nucleus probability x 255) and `<stem>_mask.png` (0/255)."""
-    prob_png = write_png_atomic(out_dir / f"{stem}_prob.png", np.round(probability * 255).astype(np.uint8))
-    mask_png = write_png_atomic(out_dir / f"{stem}_mask.png", ((probability > threshold) * 255).astype(np.uint8))
-    return prob_png, mask_png
+def write_prediction(nucleus_map: np.ndarray, mask: np.ndarray, out_dir: Path, stem: str,
+                     output_kind: str = "probability") -> tuple[Path, Path]:
+    """`<stem>_prob.png` (nucleus probability x 255; DIST: `<stem>_dist.png`, the distance in
+    pixels, clipped to 255) and `<stem>_mask.png` (the foreground, 0/255)."""
+    if output_kind == "distance":
+        map_png = write_png_atomic(out_dir / f"{stem}_dist.png", np.clip(np.round(nucleus_map), 0, 255).astype(np.uint8))
+    else:
+        map_png = write_png_atomic(out_dir / f"{stem}_prob.png", np.round(nucleus_map * 255).astype(np.uint8))
+    mask_png = write_png_atomic(out_dir / f"{stem}_mask.png", (np.asarray(mask) * 255).astype(np.uint8))
+    return map_png, mask_png

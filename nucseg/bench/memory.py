@@ -1,6 +1,6 @@
 """Memory benchmark of the training input: the shared tiles plus one very large tile.
 
-Before pieces (`nucseg.pipeline.prepare_tiles`), every tile was padded to the largest one: 36
+Before pieces (`nucseg.data.pipeline.prepare_tiles`), every tile was padded to the largest one: 36
 tiles of 512 x 512 beside one 6000 x 6000 tile took 37 x 6000 x 6000 x 11 bytes (about 15 GB).
 `nucseg bench memory` builds such a tile as a mosaic of the data set's own tiles, prepares the
 training stack, draws batches, and prints the stack's size and the process's peak memory.
@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from nucseg.data import Tile
-from nucseg.pipeline import prepare_tiles, training_dataset
+from nucseg.data.dataset import Tile
+from nucseg.data.pipeline import prepare_tiles, training_dataset
 
 BYTES_PER_PIXEL = 3 + 2 * 4  # uint8 RGB, float32 target and weight
 

@@ -10,7 +10,7 @@ import numpy as np
 from skimage.segmentation import find_boundaries
 
 from nucseg.io import save_with
-from nucseg.results import SUMMARY_SCORES
+from nucseg.study.results import SUMMARY_SCORES
 
 TRUE_COLOUR = (0, 255, 0)
 PREDICTED_COLOUR = (255, 0, 255)

@@ -13,11 +13,11 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from nucseg.augment import make_augmenter, make_batch_jitter
-from nucseg.data import Tile
+from nucseg.data.augment import make_augmenter, make_batch_jitter
+from nucseg.data.dataset import Tile
 from nucseg.errors import InputError
 from nucseg.models.nets import SIZE_MULTIPLE
-from nucseg.weights import binary_target, weight_map
+from nucseg.data.weights import binary_target, distance_target, weight_map
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,11 +25,15 @@ class TileStack:
     """Tiles (or pieces of large tiles) padded to one size, with their targets, weights and true sizes."""
 
     images: np.ndarray  # (N, H, W, 3) uint8
-    targets_weights: np.ndarray  # (N, H, W, 2) float32: target (nucleus = 1), weight (0 outside the tile)
+    targets_weights: np.ndarray  # (N, H, W, 2) float32: target (nucleus = 1, or DIST's distance), weight (0 outside)
     sizes: np.ndarray  # (N, 2) int32 true (height, width)
 
 
 def tile_target_and_weight(tile: Tile, config) -> tuple[np.ndarray, np.ndarray]:
+    """The binary nets: nucleus mask and U-Net weight map. DIST: the distance map, weight 1
+    (every pixel of the tile counts alike in its mean squared error)."""
+    if config.output_kind == "distance":
+        return distance_target(tile.label), np.ones(tile.label.shape, np.float32)
     target = binary_target(tile.label, config.separate_touching)
     weight = weight_map(tile.label, target, config.class_balance, config.border_weight, config.border_sigma)
     return target, weight
@@ -115,7 +119,7 @@ def training_dataset(stack: TileStack, config, start_batch: int = 0) -> tf.data.
 
 
 def evaluation_dataset(tiles: list[Tile], config) -> tf.data.Dataset:
-    """Whole tiles, unaugmented, in order: (image float32 0..255, target int32, weight).
+    """Whole tiles, unaugmented, in order: (image float32 0..255, target float32, weight).
     Sides are padded to a multiple of 32 (mirrored image, weight 0) so any net takes them."""
 
     def generate():
@@ -123,11 +127,11 @@ def evaluation_dataset(tiles: list[Tile], config) -> tf.data.Dataset:
             target, weight = tile_target_and_weight(tile, config)
             pad = [(0, -side % SIZE_MULTIPLE) for side in target.shape]
             yield (np.pad(tile.image, [*pad, (0, 0)], mode="reflect").astype(np.float32),
-                   np.pad(target, pad).astype(np.int32), np.pad(weight, pad))
+                   np.pad(target, pad).astype(np.float32), np.pad(weight, pad))
 
     signature = (
         tf.TensorSpec([None, None, 3], tf.float32),
-        tf.TensorSpec([None, None], tf.int32),
+        tf.TensorSpec([None, None], tf.float32),
         tf.TensorSpec([None, None], tf.float32),
     )
     stream = tf.data.Dataset.from_generator(generate, output_signature=signature)

@@ -6,4 +6,4 @@ from importlib import resources
 
 def reference_results() -> str:
     """The Markdown table of published figures, with their sources."""
-    return resources.files("nucseg").joinpath("reference_results.md").read_text()
+    return resources.files("nucseg.study").joinpath("reference_results.md").read_text()

@@ -1,6 +1,6 @@
 """Did a fold's model learn? A fold whose model predicts (almost) one class, or whose training
 loss never left its starting value, is flagged, so that no table averages it silently as a real
-score. (Before the warm-up and gradient clipping of `nucseg.optimizer.compile_model`, four TNBC
+score. (Before the warm-up and gradient clipping of `nucseg.training.optimizer.compile_model`, four TNBC
 folds of PangNet ended with every ReLU dead: the loss stayed at ln 2 and the net said
 "background" everywhere.)"""
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from nucseg.pipeline import TileStack, prepare_tiles, training_dataset
+from nucseg.data.pipeline import TileStack, prepare_tiles, training_dataset
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The leave-one-patient-out study: every architecture, every held-out patient.
 
 `run_lopo` trains each (architecture, patient) fold in `<out>/<arch>/<patient>/` (see
-nucseg.train), scores it, draws its overlay, then appends its row to `<out>/folds.csv` (the
+nucseg.training.train), scores it, draws its overlay, then appends its row to `<out>/folds.csv` (the
 whole file replaced atomically), and finally writes summary.csv, summary.md and the box plots.
 Killed at any moment and run again with the same command, it skips the folds that have a row,
 resumes the one that was cut short from its checkpoint, and never duplicates or loses a row.
@@ -21,15 +21,15 @@ import pandas as pd
 import yaml
 
 from nucseg.config import Config, ConfigError
-from nucseg.data import Tile, load_dataset, patients_of
-from nucseg.figures import boxplot_figure, overlay_figure, save_figure
-from nucseg.folds import check_patients, lopo_folds
-from nucseg.health import describe_flags
+from nucseg.data.dataset import Tile, load_dataset, patients_of
+from nucseg.study.figures import boxplot_figure, overlay_figure, save_figure
+from nucseg.study.folds import check_patients, lopo_folds
+from nucseg.training.health import describe_flags
 from nucseg.io import write_text_atomic
-from nucseg.results import append_fold_row, markdown_table, read_folds, write_summary
-from nucseg.runs import claim_folder
-from nucseg.train import train_fold
-from nucseg.tuning import with_saved_postprocess
+from nucseg.study.results import append_fold_row, markdown_table, read_folds, write_summary
+from nucseg.training.runs import claim_folder
+from nucseg.training.train import train_fold
+from nucseg.training.tuning import with_saved_postprocess
 
 GRID_FIELDS = ("lr", "momentum", "weight_decay")
 
@@ -44,8 +44,8 @@ def _overlay(out_dir: Path, config: Config, result, tiles: list[Tile]) -> None:
     path = out_dir / "figures" / f"overlay_{config.arch}_{result.val_patient}.png"
     predictions = result.predictions
     if predictions is None:  # the fold ended before a kill: predict again from its export
-        from nucseg.evaluate import predict_tiles
-        from nucseg.predict import load_predictor
+        from nucseg.study.evaluate import predict_tiles
+        from nucseg.inference.predict import load_predictor
 
         held_out = [t for t in tiles if t.patient == result.val_patient][:1]
         fold_config = with_saved_postprocess(config, result.out_dir)

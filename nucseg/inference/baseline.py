@@ -1,6 +1,6 @@
 """The no-learning baseline every model must beat: Otsu's threshold on the hematoxylin channel
 (colour deconvolution, Ruifrok and Johnston's H&E-DAB matrix as scikit-image gives it), then the
-same clean-up and watershed as the networks' probability maps (`nucseg.postprocess`)."""
+same clean-up and watershed as the networks' probability maps (`nucseg.inference.postprocess`)."""
 
 from __future__ import annotations
 
@@ -23,3 +23,9 @@ def otsu_nucleus_map(image: np.ndarray) -> np.ndarray:
     if np.ptp(density) == 0:
         return np.zeros(density.shape, np.float32)
     return (density > threshold_otsu(density)).astype(np.float32)
+
+
+def baseline_config(model_config):
+    """The post-processing of the baseline's map beside a model's: the model's own where it
+    outputs probabilities, the binary nets' (threshold and watershed) where it is DIST."""
+    return model_config if model_config.output_kind == "probability" else model_config.replace(arch="unet")

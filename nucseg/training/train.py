@@ -21,19 +21,19 @@ from pathlib import Path
 import keras
 
 from nucseg.config import Config
-from nucseg.data import Tile, patients_of
+from nucseg.data.dataset import Tile, patients_of
 from nucseg.errors import TrainingDiverged
-from nucseg.evaluate import TilePrediction, score_held_out
-from nucseg.export import export_model
-from nucseg.folds import fold_for
-from nucseg.health import fold_flags
+from nucseg.study.evaluate import TilePrediction, score_held_out
+from nucseg.inference.export import export_model
+from nucseg.study.folds import fold_for
+from nucseg.training.health import fold_flags
 from nucseg.io import save_with, write_json_atomic
 from nucseg.models import build_model, custom_objects
-from nucseg.optimizer import compile_model
-from nucseg.pipeline import for_keras, prepare_tiles, training_dataset
-from nucseg.predict import model_predictor, predict_probability
-from nucseg.runs import claim_folder
-from nucseg.tuning import choose_postprocess, spread, with_saved_postprocess, write_postprocess
+from nucseg.training.optimizer import compile_model
+from nucseg.data.pipeline import for_keras, prepare_tiles, training_dataset
+from nucseg.inference.predict import model_predictor, predict_nucleus_map
+from nucseg.training.runs import claim_folder
+from nucseg.training.tuning import choose_postprocess, spread, with_saved_postprocess, write_postprocess
 
 CHECKPOINT = "checkpoint.keras"
 SCORES = "scores.json"
@@ -48,7 +48,7 @@ class FoldResult:
     seconds: float
     out_dir: Path
     predictions: list[TilePrediction] | None = None  # None when the fold was already done
-    flags: str = ""  # see nucseg.health: "" when the model learned
+    flags: str = ""  # see nucseg.training.health: "" when the model learned
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -134,10 +134,10 @@ def fit(config: Config, train_tiles: list[Tile], out_dir: Path, verbose: int = 1
 
 
 def choose_on_training_tiles(model: keras.Model, train_tiles: list[Tile], config: Config) -> dict:
-    """Post-processing chosen on (some of) the fold's own training tiles: see nucseg.tuning."""
+    """Post-processing chosen on (some of) the fold's own training tiles: see nucseg.training.tuning."""
     chosen = spread(train_tiles)
-    probabilities = [predict_probability(model_predictor(model), t.image, tta=config.tta) for t in chosen]
-    return choose_postprocess(probabilities, [t.label for t in chosen], config)
+    nucleus_maps = [predict_nucleus_map(model_predictor(model), t.image, tta=config.tta) for t in chosen]
+    return choose_postprocess(nucleus_maps, [t.label for t in chosen], config)
 
 
 def train_fold(config: Config, tiles: list[Tile], val_patient: str | None, out_dir: str | Path,

@@ -1,5 +1,5 @@
 """Scoring a trained model on held-out tiles: pixel scores and, after separating touching
-nuclei, object scores; pooled over the patient's tiles (see nucseg.metrics)."""
+nuclei, object scores; pooled over the patient's tiles (see nucseg.study.metrics)."""
 
 from __future__ import annotations
 
@@ -7,32 +7,33 @@ import dataclasses
 
 import numpy as np
 
-from nucseg.data import Tile
-from nucseg.metrics import ObjectCounts, PixelCounts, all_scores, object_counts, pixel_counts
-from nucseg.postprocess import instances_from_config
-from nucseg.predict import model_predictor, predict_probability
+from nucseg.data.dataset import Tile
+from nucseg.study.metrics import ObjectCounts, PixelCounts, all_scores, object_counts, pixel_counts
+from nucseg.inference.postprocess import foreground, instances_from_config
+from nucseg.inference.predict import model_predictor, predict_nucleus_map
 
 
 @dataclasses.dataclass(frozen=True)
 class TilePrediction:
     tile: Tile
-    probability: np.ndarray  # (H, W) float32
+    nucleus_map: np.ndarray  # (H, W) float32: probability, or DIST's distance
     instances: np.ndarray  # (H, W) uint16
     pixels: PixelCounts
     objects: ObjectCounts
 
 
 def predict_tiles(predictor, tiles: list[Tile], config) -> list[TilePrediction]:
-    return score_nucleus_maps(lambda image: predict_probability(predictor, image, tta=config.tta), tiles, config)
+    return score_nucleus_maps(lambda image: predict_nucleus_map(predictor, image, tta=config.tta), tiles, config)
 
 
 def score_nucleus_maps(nucleus_map, tiles: list[Tile], config) -> list[TilePrediction]:
-    """Each tile's nucleus map (`nucleus_map(image)`, a probability), nuclei and counts."""
+    """Each tile's nucleus map (`nucleus_map(image)`: a probability, or a distance where
+    config.arch is DIST), nuclei and counts; pixel scores from the map's foreground."""
     predictions = []
     for tile in tiles:
-        probability = nucleus_map(tile.image)
-        instances = instances_from_config(probability, config)
-        predictions.append(TilePrediction(tile, probability, instances, pixel_counts(probability > config.threshold, tile.label),
+        map_ = nucleus_map(tile.image)
+        instances = instances_from_config(map_, config)
+        predictions.append(TilePrediction(tile, map_, instances, pixel_counts(foreground(map_, config), tile.label),
                                           object_counts(instances, tile.label)))
     return predictions
 
@@ -40,7 +41,7 @@ def score_nucleus_maps(nucleus_map, tiles: list[Tile], config) -> list[TilePredi
 def score_held_out(model, held_out: list[Tile], config) -> tuple[list[TilePrediction], dict[str, float]]:
     """A trained Keras model's predictions of the held-out tiles and their pooled scores, with
     the weighted loss on them (`val_loss`)."""
-    from nucseg.pipeline import evaluation_dataset, for_keras
+    from nucseg.data.pipeline import evaluation_dataset, for_keras
 
     predictions = predict_tiles(model_predictor(model), held_out, config)
     val_loss = model.evaluate(evaluation_dataset(held_out, config).map(for_keras), verbose=0)
@@ -68,12 +69,13 @@ def patient_rows(method: str, predictions: list[TilePrediction]) -> list[dict]:
              "flags": "", "steps": 0} for patient in patients]
 
 
-def evaluate_methods(methods: dict, tiles: list[Tile], config):
-    """{name: nucleus_map(image)} scored on tiles: (per-tile table, per-patient table)."""
+def evaluate_methods(methods: dict, tiles: list[Tile]):
+    """{name: (nucleus_map(image), config of its post-processing)} scored on tiles: (per-tile
+    table, per-patient table)."""
     import pandas as pd
 
     tile_table, patient_table = [], []
-    for name, nucleus_map in methods.items():
+    for name, (nucleus_map, config) in methods.items():
         predictions = score_nucleus_maps(nucleus_map, tiles, config)
         tile_table += tile_rows(name, predictions)
         patient_table += patient_rows(name, predictions)

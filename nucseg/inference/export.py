@@ -50,6 +50,22 @@ def export_model(model: keras.Model, out_dir: str | Path) -> dict[str, Path]:
     return {"keras": keras_file, "saved_model": saved_model}
 
 
+def model_config(model_path: str | Path, output_kind: str):
+    """The Config a model's predictions are post-processed with: its saved one (`saved_config`),
+    else the defaults of a net of its output kind ("probability": U-Net's, "distance": DIST's).
+    A saved configuration that names a net of another output kind is refused."""
+    from nucseg.config import Config
+    from nucseg.errors import InputError
+
+    config = saved_config(model_path)
+    if config is None:
+        return None, Config(arch="dist" if output_kind == "distance" else "unet")
+    if config.output_kind != output_kind:
+        raise InputError(f"{model_path}: its config.json says arch={config.arch} ({config.output_kind} output), but the "
+                         f"model outputs a {output_kind} map; the model and its config.json do not belong together.")
+    return config, config
+
+
 def saved_config(model_path: str | Path):
     """The Config a model was trained with: config.json of its fold folder (beside model.keras and
     saved_model/), with the post-processing chosen for that fold (postprocess.json), or None
@@ -57,7 +73,7 @@ def saved_config(model_path: str | Path):
     import json
 
     from nucseg.config import Config
-    from nucseg.tuning import with_saved_postprocess
+    from nucseg.training.tuning import with_saved_postprocess
 
     model_path = Path(model_path)
     for folder in (model_path.parent, model_path):

@@ -47,8 +47,8 @@ def elastic_displacement(grid: tf.Tensor, basis: tf.Tensor) -> tf.Tensor:
     return tf.einsum("ip,cpq,jq->cij", basis, grid, basis)
 
 
-def source_coordinates(config, seed, tile_height, tile_width, basis) -> tf.Tensor:
-    """(crop, crop, 2) float source (y, x) in the tile of each output pixel."""
+def source_coordinates(config, seed, tile_height, tile_width, basis):
+    """(crop, crop, 2) float source (y, x) in the tile of each output pixel, and the zoom."""
     seeds = tf.random.experimental.stateless_split(seed, num=2)
     u = tf.random.stateless_uniform([8], seeds[0])
     crop = config.crop
@@ -74,7 +74,7 @@ def source_coordinates(config, seed, tile_height, tile_width, basis) -> tf.Tenso
     height, width = tf.cast(tile_height, tf.float32), tf.cast(tile_width, tf.float32)
     centre_y = _random_centre(u[5], height, half)
     centre_x = _random_centre(u[6], width, half)
-    return tf.stack([centre_y + cos * py - sin * px, centre_x + sin * py + cos * px], axis=-1)
+    return tf.stack([centre_y + cos * py - sin * px, centre_x + sin * py + cos * px], axis=-1), zoom
 
 
 def _random_centre(u, length, half):
@@ -85,8 +85,8 @@ def _random_centre(u, length, half):
 def warp(image, target_weight, coords, tile_height, tile_width):
     """Sample a tile at coords: image bilinear, target and weight nearest; outside -> weight 0.
 
-    image: (H, W, 3) uint8; target_weight: (H, W, 2) float32, the 0/1 target and the weight
-    side by side so that one gather reads both.
+    image: (H, W, 3) uint8; target_weight: (H, W, 2) float32, the target (0/1, or a distance)
+    and the weight side by side so that one gather reads both. Returns float32 image, target, weight.
     """
     height, width = tf.cast(tile_height, tf.float32), tf.cast(tile_width, tf.float32)
     y, x = coords[..., 0], coords[..., 1]
@@ -109,7 +109,7 @@ def warp(image, target_weight, coords, tile_height, tile_width):
 
     nearest = tf.cast(tf.round(y), tf.int32) * stride + tf.cast(tf.round(x), tf.int32)
     both = tf.gather(tf.reshape(target_weight, [-1, 2]), nearest) * tf.cast(inside, tf.float32)[..., None]
-    return warped_image, tf.cast(both[..., 0], tf.int32), both[..., 1]
+    return warped_image, both[..., 0], both[..., 1]
 
 
 def gaussian_blur(image, sigma):
@@ -155,7 +155,8 @@ def colour_jitter(images, seed, config):
 
 def make_augmenter(config):
     """augment(seed, image, target_weight, tile_height, tile_width) -> one augmented crop:
-    (image float32 0..255, target int32, weight float32); stain jitter comes per batch.
+    (image float32 0..255, target float32, weight float32); stain jitter comes per batch.
+    A distance target (DIST) is multiplied by the zoom, so that it stays in pixels of the crop.
 
     image: (H, W, 3) uint8; target_weight: (H, W, 2) float32 (see `warp`). The geometry is
     compiled with XLA, which fuses its elementwise chains around the gathers (2.5x faster on
@@ -165,8 +166,9 @@ def make_augmenter(config):
 
     @tf.function(jit_compile=True)
     def geometry(seed, image, target_weight, tile_height, tile_width):
-        coords = source_coordinates(config, seed, tile_height, tile_width, basis)
-        return warp(image, target_weight, coords, tile_height, tile_width)
+        coords, zoom = source_coordinates(config, seed, tile_height, tile_width, basis)
+        image, target, weight = warp(image, target_weight, coords, tile_height, tile_width)
+        return image, target * zoom if config.output_kind == "distance" else target, weight
 
     def augment(seed, image, target_weight, tile_height, tile_width):
         seeds = tf.random.experimental.stateless_split(seed, num=2)

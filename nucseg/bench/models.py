@@ -11,7 +11,7 @@ import numpy as np
 
 from nucseg.config import Config
 from nucseg.models import build_model
-from nucseg.optimizer import compile_model
+from nucseg.training.optimizer import compile_model
 
 
 @dataclasses.dataclass(frozen=True)

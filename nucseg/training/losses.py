@@ -1,6 +1,8 @@
-"""The masked, weighted cross-entropy of the paper, in keras.ops (any backend).
+"""The losses, in keras.ops (any backend): the paper's masked, weighted cross-entropy for the
+four binary nets, and DIST's masked mean squared error on the distance map.
 
     L = -(1 / sum_ij w_ij) * sum_ij w_ij * log p_ij(true class)
+    L_dist = (1 / sum_ij w_ij) * sum_ij w_ij * (d_ij - target_ij)**2
 
 Pixels of weight 0 (brought in by rotations and warps, or masked on purpose) add nothing to
 the value or to the gradient; an all-masked batch gives 0, not NaN.
@@ -24,3 +26,16 @@ def masked_weighted_cross_entropy(y_true, y_pred):
     log_likelihood = ops.log(ops.clip(true_probability, EPSILON, 1.0))
     total_weight = ops.sum(weight)
     return -ops.sum(weight * log_likelihood) / ops.maximum(total_weight, EPSILON)
+
+
+@keras.saving.register_keras_serializable(package="nucseg")
+def masked_mean_squared_error(y_true, y_pred):
+    """y_true: (..., 2) target distance and weight; y_pred: (..., 1) predicted distance."""
+    error = ops.cast(y_pred[..., 0], "float32") - ops.cast(y_true[..., 0], "float32")
+    weight = ops.cast(y_true[..., 1], "float32")
+    return ops.sum(weight * error * error) / ops.maximum(ops.sum(weight), EPSILON)
+
+
+def loss_for(output_kind: str):
+    """The training loss of a net that outputs `output_kind` ("probability" or "distance")."""
+    return masked_mean_squared_error if output_kind == "distance" else masked_weighted_cross_entropy

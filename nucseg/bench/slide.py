@@ -1,0 +1,77 @@
+"""`nucseg bench slide`: megapixels per second of the whole-slide route, end to end (read,
+predict, nuclei, write), and the process's peak memory, on a pyramidal TIFF made of a data
+set's tiles (written tile by tile, so the slide is never in memory)."""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+TIFF_TILE = 256
+
+
+def mosaic_block(tiles, y: int, x: int, height: int, width: int) -> np.ndarray:
+    """Pixels [y, y + height) x [x, x + width) of an endless mosaic of the tiles' 512 x 512 crops."""
+    side = 512
+    block = np.empty((height, width, 3), np.uint8)
+    for by in range(y - y % side, y + height, side):
+        for bx in range(x - x % side, x + width, side):
+            source = tiles[((by // side) * 7 + (bx // side)) % len(tiles)].image[:side, :side]
+            top, left = max(by, y), max(bx, x)
+            bottom, right = min(by + side, y + height), min(bx + side, x + width)
+            block[top - y : bottom - y, left - x : right - x] = source[top - by : bottom - by, left - bx : right - bx]
+    return block
+
+
+def write_mosaic_slide(path: Path, tiles, side: int, mpp: float = 0.25, levels: int = 3) -> Path:
+    """A side x side pyramidal tiled TIFF (JPEG tiles, as scanners write them) with resolution tags."""
+    import tifffile
+
+    def level_tiles(level):
+        step = 2**level
+        size = -(-side // step)
+        for ty in range(0, size, TIFF_TILE):
+            for tx in range(0, size, TIFF_TILE):
+                h, w = min(TIFF_TILE, size - ty), min(TIFF_TILE, size - tx)
+                block = mosaic_block(tiles, ty * step, tx * step, h * step, w * step)[::step, ::step]
+                out = np.full((TIFF_TILE, TIFF_TILE, 3), 255, np.uint8)
+                out[: block.shape[0], : block.shape[1]] = block
+                yield out
+
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for level in range(levels):
+            size = -(-side // 2**level)
+            tif.write(level_tiles(level), shape=(size, size, 3), dtype=np.uint8, tile=(TIFF_TILE, TIFF_TILE),
+                      photometric="rgb", compression="jpeg", subfiletype=0 if level == 0 else 1,
+                      resolution=(1e4 / mpp / 2**level,) * 2, resolutionunit="CENTIMETER")
+    return path
+
+
+def bench_slide(predictor, config, tiles, work_dir: Path, side: int, tile: int, overlap: int, batch_size: int) -> dict:
+    from nucseg.inference.slide import run_slide
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    slide = work_dir / f"mosaic_{side}.tif"
+    if not slide.is_file():
+        write_mosaic_slide(slide, tiles, side)
+    out = work_dir / f"out_{side}_{tile}_{overlap}"
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    start = time.perf_counter()
+    summary = run_slide(predictor, config, slide, out, tile=tile, overlap=overlap, batch_size=batch_size, verbose=1)
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"side": side, "megapixels": side * side / 1e6, "seconds": seconds, "megapixels_per_second": side * side / 1e6 / seconds,
+            "nuclei": summary["nuclei"], "tiles": summary["tiles"], "peak_memory_mb": peak_mb}
+
+
+def format_slide_benchmark(result: dict) -> str:
+    return (f"slide {result['side']} x {result['side']} ({result['megapixels']:.0f} megapixels, {result['tiles']} tiles): "
+            f"{result['seconds']:.0f} s end to end, {result['megapixels_per_second']:.2f} megapixels/s, "
+            f"{result['nuclei']} nuclei; peak memory of the process {result['peak_memory_mb']:.0f} MB")

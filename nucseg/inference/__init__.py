@@ -1,0 +1,1 @@
+"""Inference: prediction of images and slides, post-processing into nuclei, nuclei as objects, export."""

@@ -1,0 +1,333 @@
+"""Whole-slide images into nuclei, through OpenSlide (.svs, .ndpi, .mrxs, pyramidal TIFF, ...).
+
+The slide is read at the pyramid level closest to the model's training resolution
+(`Config.mpp`) without being coarser, and resized to it where the level differs. Tissue is
+found on a low-resolution level; tiles without tissue are skipped. Tiles of `tile` pixels
+overlapping by `overlap` are predicted in batches and each one's nuclei are found alone.
+
+Which tile keeps a nucleus: the tiles' cores partition the region (the border between two
+neighbouring tiles' cores is the middle of their overlap). A tile keeps a nucleus whose centroid
+lies in its core and which does not touch a tile edge inside the region (there it would be cut).
+So a nucleus narrower than half the overlap is kept once, whole, by the tile whose core holds
+its centroid; one wider than that may be lost (it is counted as `cut` in `slide.json`).
+
+Resumable and bounded in memory: the tiles are processed in parts of `PART_TILES`; each part's
+nuclei are written to `parts/NNNNN.json` (atomically) and a rerun skips the parts on disk. The
+outputs are then assembled from the parts in order, so a resumed run writes the same files as an
+uninterrupted one: `nuclei.geojson` (or `.geojson.gz`), `nuclei.csv`, `overview.png`,
+`slide.json`. Coordinates are level-0 pixels of the slide (QuPath's); areas in µm², perimeters in µm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nucseg.errors import InputError
+from nucseg.io import save_with, write_json_atomic, write_png_atomic, write_text_atomic
+
+PART_TILES = 16
+OVERVIEW_SIDE = 2048
+TISSUE_SIDE = 1024  # side of the low-resolution image tissue is found on
+
+
+class SlideError(InputError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class SlidePlan:
+    """What a run processes: the region (level-0 x, y, w, h), the level read and the scale from
+    processing pixels (at Config.mpp) to level-0 pixels, and the tiles (processing x, y)."""
+
+    slide: str
+    region: tuple[int, int, int, int]
+    level: int
+    to_level0: float  # level-0 pixels per processing pixel
+    tile: int
+    overlap: int
+    tiles: tuple[tuple[int, int], ...]
+    width: int  # the region in processing pixels
+    height: int
+    mpp: float  # microns per processing pixel (Config.mpp)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def open_slide(path: str | Path):
+    try:
+        import openslide
+    except ImportError as err:  # pragma: no cover - part of the install
+        raise SlideError("OpenSlide is missing: pip install openslide-python openslide-bin") from err
+    path = Path(path)
+    if not path.is_file():
+        raise SlideError(f"{path}: no such slide file")
+    try:
+        return openslide.OpenSlide(str(path))
+    except (openslide.OpenSlideError, openslide.OpenSlideUnsupportedFormatError) as err:
+        raise SlideError(f"{path}: OpenSlide cannot read it ({err or type(err).__name__}); formats it reads: "
+                         ".svs, .ndpi, .mrxs, .scn, .bif, .czi, .dcm and tiled pyramidal TIFF") from err
+
+
+def slide_mpp(slide, path, given: float | None = None) -> float:
+    """Microns per level-0 pixel: `given`, else the slide's openslide.mpp-x."""
+    if given:
+        return float(given)
+    value = slide.properties.get("openslide.mpp-x")
+    if not value:
+        raise SlideError(f"{path}: the slide does not say its resolution (no openslide.mpp-x); pass --mpp with its "
+                         "microns per pixel at full resolution (0.25 for a 40x scan, 0.5 for 20x)")
+    return float(value)
+
+
+def choose_level(downsamples, base_mpp: float, target_mpp: float) -> tuple[int, float]:
+    """The coarsest level not coarser than target_mpp (5 % slack), and the level pixels per
+    processing pixel (>= 1 where the level must be shrunk to the target, < 1 where the slide is
+    coarser than the target at full resolution)."""
+    candidates = [i for i, d in enumerate(downsamples) if base_mpp * d <= target_mpp * 1.05] or [0]
+    level = max(candidates, key=lambda i: downsamples[i])
+    return level, target_mpp / (base_mpp * downsamples[level])
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, tile - overlap)) + [length - tile]
+    return sorted(set(starts))
+
+
+def core_bounds(starts: list[int], tile: int, length: int) -> list[tuple[float, float]]:
+    """Each tile's core along one axis: from the middle of its overlap with the previous tile
+    to the middle of its overlap with the next one (0 and `length` at the ends)."""
+    middles = [(starts[i + 1] + starts[i] + tile) / 2 for i in range(len(starts) - 1)]
+    return list(zip([0.0, *middles], [*middles, float(length)]))
+
+
+def tissue_fraction_map(slide, region) -> tuple[np.ndarray, float]:
+    """Boolean tissue mask of the region on a low-resolution image, and level-0 pixels per
+    mask pixel. Tissue: coloured (saturation above 0.05) or dark (grey below 200); white glass,
+    pale fat and grey background are not. Then closed, so that nuclei-poor tissue stays in."""
+    from scipy import ndimage
+
+    x, y, w, h = region
+    level = slide.get_best_level_for_downsample(max(w, h) / TISSUE_SIDE)
+    downsample = slide.level_downsamples[level]
+    size = (max(1, int(w / downsample)), max(1, int(h / downsample)))
+    rgb = np.asarray(slide.read_region((x, y), level, size).convert("RGB"), np.float32)
+    saturation = (rgb.max(-1) - rgb.min(-1)) / np.maximum(rgb.max(-1), 1)
+    tissue = (saturation > 0.05) | (rgb.mean(-1) < 200)
+    tissue = ndimage.binary_closing(tissue, iterations=3) | tissue
+    return tissue, downsample
+
+
+def plan_slide(slide, path, config, region=None, tile: int = 1024, overlap: int = 128, mpp: float | None = None) -> SlidePlan:
+    base_mpp = slide_mpp(slide, path, mpp)
+    full_w, full_h = slide.dimensions
+    region = tuple(int(v) for v in (region or (0, 0, full_w, full_h)))
+    x, y, w, h = region
+    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > full_w or y + h > full_h:
+        raise SlideError(f"{path}: --region {x} {y} {w} {h} is not inside the slide (0 0 {full_w} {full_h})")
+    level, _ = choose_level(slide.level_downsamples, base_mpp, config.mpp)
+    to_level0 = config.mpp / base_mpp
+    width, height = max(1, round(w / to_level0)), max(1, round(h / to_level0))
+    tissue, per_mask_pixel = tissue_fraction_map(slide, region)
+    tiles = []
+    for ty in tile_starts(height, tile, overlap):
+        for tx in tile_starts(width, tile, overlap):
+            box = [int(v * to_level0 / per_mask_pixel) for v in (ty, ty + tile, tx, tx + tile)]
+            if tissue[box[0] : box[1] + 1, box[2] : box[3] + 1].any():
+                tiles.append((tx, ty))
+    return SlidePlan(str(path), region, level, to_level0, tile, overlap, tuple(tiles), width, height, config.mpp)
+
+
+def read_tile(slide, plan: SlidePlan, tx: int, ty: int) -> np.ndarray:
+    """The plan's tile (tx, ty) as RGB uint8 at the processing resolution, padded white past the region."""
+    from PIL import Image
+
+    x0, y0 = plan.region[0] + tx * plan.to_level0, plan.region[1] + ty * plan.to_level0
+    downsample = slide.level_downsamples[plan.level]
+    side = max(1, round(plan.tile * plan.to_level0 / downsample))
+    patch = slide.read_region((int(round(x0)), int(round(y0))), plan.level, (side, side))
+    rgba = np.asarray(patch.resize((plan.tile, plan.tile), Image.BILINEAR) if side != plan.tile else patch)
+    rgb = np.where(rgba[..., 3:] > 0, rgba[..., :3], 255).astype(np.uint8)  # outside the slide: transparent -> white
+    rgb[max(plan.height - ty, 0):, :] = 255
+    rgb[:, max(plan.width - tx, 0):] = 255
+    return rgb
+
+
+def kept_nuclei(labels: np.ndarray, plan: SlidePlan, tx: int, ty: int, core_x, core_y) -> tuple[list[int], int]:
+    """Ids of the tile's nuclei that it keeps (see the module's rule), and how many were cut."""
+    from scipy import ndimage
+
+    ids = np.arange(1, int(labels.max()) + 1)
+    if not len(ids):
+        return [], 0
+    centroids = np.asarray(ndimage.center_of_mass(np.ones_like(labels), labels, ids)).reshape(-1, 2)
+    interior = {"top": ty > 0, "left": tx > 0, "bottom": ty + plan.tile < plan.height, "right": tx + plan.tile < plan.width}
+    edge = np.zeros(labels.shape, bool)
+    edge[0, :], edge[-1, :], edge[:, 0], edge[:, -1] = interior["top"], interior["bottom"], interior["left"], interior["right"]
+    touching = set(np.unique(labels[edge & (labels > 0)]).tolist())
+    kept, cut = [], 0
+    for index, (cy, cx) in zip(ids, centroids):
+        if not (core_y[0] <= ty + cy + 0.5 < core_y[1] and core_x[0] <= tx + cx + 0.5 < core_x[1]):
+            continue
+        if int(index) in touching:
+            cut += 1
+            continue
+        kept.append(int(index))
+    return kept, cut
+
+
+def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, core_y, map_name: str):
+    """(features, table rows, cut) of the nuclei the tile keeps, in level-0 coordinates."""
+    from nucseg.inference.objects import geojson_features, nuclei_table
+
+    kept, cut = kept_nuclei(labels, plan, tx, ty, core_x, core_y)
+    if not kept:
+        return [], [], cut
+    labels = np.where(np.isin(labels, kept), labels, 0)
+    table = nuclei_table(labels, image, nucleus_map, map_name)
+    table = table.rename(columns={"area": "area_um2", "perimeter": "perimeter_um"})
+    table["area_um2"] = table["area_um2"] * plan.mpp**2
+    table["perimeter_um"] = table["perimeter_um"] * plan.mpp
+    features = geojson_features(labels, table)
+    scale, (x0, y0) = plan.to_level0, plan.region[:2]
+    for feature in features:
+        ring = feature["geometry"]["coordinates"][0]
+        feature["geometry"]["coordinates"] = [[[round(x0 + (tx + px) * scale, 2), round(y0 + (ty + py) * scale, 2)]
+                                               for px, py in ring]]
+    table["centroid_x"] = x0 + (tx + table["centroid_x"]) * scale
+    table["centroid_y"] = y0 + (ty + table["centroid_y"]) * scale
+    return features, table.drop(columns="id"), cut
+
+
+def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int = 128, batch_size: int = 2,
+              region=None, mpp: float | None = None, gzip_geojson: bool = False, verbose: int = 1) -> dict:
+    """Nuclei of a slide (or of a region of it) into out_dir; returns the summary (slide.json)."""
+    from nucseg.inference.postprocess import instances_from_config
+    from nucseg.inference.predict import check_tiling, nucleus_channel
+
+    check_tiling(tile, overlap)
+    if batch_size < 1:
+        raise SlideError(f"--batch-size {batch_size}: at least 1 tile per prediction")
+    out_dir = Path(out_dir)
+    slide = open_slide(path)
+    plan = plan_slide(slide, path, config, region, tile, overlap, mpp)
+    _claim(out_dir, plan, config)
+    start = time.perf_counter()
+    cores_x = dict(zip(tile_starts(plan.width, tile, overlap), core_bounds(tile_starts(plan.width, tile, overlap), tile, plan.width)))
+    cores_y = dict(zip(tile_starts(plan.height, tile, overlap), core_bounds(tile_starts(plan.height, tile, overlap), tile, plan.height)))
+    map_name = "mean_distance" if config.output_kind == "distance" else "mean_probability"
+    parts = [plan.tiles[i : i + PART_TILES] for i in range(0, len(plan.tiles), PART_TILES)]
+    bar = _progress(len(plan.tiles), verbose)
+    done = 0
+    for number, part in enumerate(parts):
+        part_path = out_dir / "parts" / f"{number:05d}.json"
+        if not part_path.is_file():
+            features, tables, cut = [], [], 0
+            for first in range(0, len(part), batch_size):
+                group = part[first : first + batch_size]
+                images = np.stack([read_tile(slide, plan, tx, ty) for tx, ty in group])
+                maps = nucleus_channel(np.asarray(predictor(images.astype(np.float32))))
+                for (tx, ty), image, nucleus_map in zip(group, images, maps):
+                    labels = instances_from_config(nucleus_map, config)
+                    f, table, c = tile_nuclei(labels, image, nucleus_map, plan, tx, ty, cores_x[tx], cores_y[ty], map_name)
+                    features, cut = features + f, cut + c
+                    tables += [table] if len(f) else []
+            rows = pd.concat(tables) if tables else pd.DataFrame()
+            write_json_atomic(part_path, {"features": features, "columns": list(rows.columns),
+                                          "rows": rows.to_numpy().tolist(), "cut": cut})
+        done += len(part)
+        if bar:
+            bar.update(done)
+    summary = _assemble(slide, plan, out_dir, len(parts), gzip_geojson)
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    write_json_atomic(out_dir / "slide.json", summary)
+    return summary
+
+
+def _progress(total: int, verbose: int):
+    if not verbose or not total:
+        return None
+    import keras
+
+    return keras.utils.Progbar(total, unit_name="tile")
+
+
+def _claim(out_dir: Path, plan: SlidePlan, config) -> None:
+    """plan.json ties the folder to one plan and configuration: parts of another are never mixed in."""
+    identity = {"plan": plan.digest(), "config": config.config_hash(), "slide": plan.slide}
+    path = out_dir / "plan.json"
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if {k: previous.get(k) for k in identity} != identity:
+            raise SlideError(f"{out_dir} holds the nuclei of another slide, region, tiling or model "
+                             f"({previous.get('slide')}); use another --out folder, or delete this one to start again")
+        return
+    write_json_atomic(path, {**identity, "region": plan.region, "level": plan.level, "tiles": len(plan.tiles)})
+
+
+def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson: bool) -> dict:
+    """nuclei.geojson(.gz), nuclei.csv and overview.png from the parts, streamed part by part;
+    nucleus ids follow the parts' order, so they are the same however often the run was resumed."""
+    import csv
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from nucseg.inference.objects import NUCLEUS_CLASS
+
+    overview, per_pixel = _overview_image(slide, plan.region)
+    draw = ImageDraw.Draw(overview)
+    name = "nuclei.geojson.gz" if gzip_geojson else "nuclei.geojson"
+    count, cut, columns = 0, 0, None
+    table = io.StringIO()
+
+    def write_geojson(temporary):
+        nonlocal count, cut, columns
+        opener = gzip.open if gzip_geojson else open
+        with opener(temporary, "wt") as handle:
+            handle.write('{"type": "FeatureCollection", "features": [\n')
+            for number in range(n_parts):
+                part = json.loads((out_dir / "parts" / f"{number:05d}.json").read_text())
+                cut += part["cut"]
+                for feature, values in zip(part["features"], part["rows"]):
+                    count += 1
+                    feature["properties"] = {**feature["properties"], "name": f"nucleus {count}",
+                                             "classification": NUCLEUS_CLASS}
+                    feature["properties"]["measurements"]["id"] = count
+                    handle.write((",\n" if count > 1 else "") + json.dumps(feature))
+                    if columns is None:
+                        columns = ["id", *part["columns"]]
+                        csv.writer(table).writerow(columns)
+                    csv.writer(table).writerow([count, *values])
+                    ring = feature["geometry"]["coordinates"][0]
+                    draw.line([((px - plan.region[0]) / per_pixel, (py - plan.region[1]) / per_pixel) for px, py in ring],
+                              fill=(0, 255, 0), width=1)
+            handle.write("\n]}\n")
+
+    save_with(out_dir / name, write_geojson, suffix=".gz" if gzip_geojson else ".geojson")
+    write_text_atomic(out_dir / "nuclei.csv", table.getvalue() or "id\n")
+    write_png_atomic(out_dir / "overview.png", np.asarray(overview))
+    x, y, w, h = plan.region
+    return {"slide": plan.slide, "region": [x, y, w, h], "level": plan.level, "mpp": plan.mpp,
+            "tiles": len(plan.tiles), "nuclei": count, "cut": cut, "megapixels": round(w * h / 1e6, 2), "geojson": name}
+
+
+def _overview_image(slide, region):
+    """The region at most OVERVIEW_SIDE pixels a side (RGB PIL image) and level-0 pixels per pixel."""
+    x, y, w, h = region
+    per_pixel = max(w, h) / OVERVIEW_SIDE if max(w, h) > OVERVIEW_SIDE else 1.0
+    level = slide.get_best_level_for_downsample(per_pixel)
+    downsample = slide.level_downsamples[level]
+    patch = slide.read_region((x, y), level, (max(1, int(w / downsample)), max(1, int(h / downsample)))).convert("RGB")
+    size = (max(1, round(w / per_pixel)), max(1, round(h / per_pixel)))
+    return patch.resize(size) if patch.size != size else patch, per_pixel

@@ -1,0 +1,1 @@
+"""The study: leave-one-patient-out folds, scores, result tables and figures."""

@@ -1,0 +1,80 @@
+"""Post-processing chosen without the held-out patient: after a fold is trained, its model
+predicts some of its own training tiles, and the threshold and watershed distance (DIST: the
+distance threshold and lambda of its dynamic watershed) with the best pooled AJI there are kept
+for the held-out patient (`postprocess.json` in the fold folder, which
+`nucseg predict` and `nucseg evaluate` read with the model). The held-out tiles play no part."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from nucseg.study.metrics import ObjectCounts, object_counts
+from nucseg.inference.postprocess import distance_maxima, instances_from_config, instances_from_distance
+
+POSTPROCESS_FILE = "postprocess.json"
+GRIDS = {
+    "probability": {"threshold": (0.4, 0.5, 0.6), "watershed_min_distance": (5, 7, 10)},
+    "distance": {"dist_threshold": (0.5, 1.0, 1.5, 2.0), "dist_lambda": (0.5, 1.0, 2.0, 3.0)},
+}
+CHOSEN_FIELDS = ("threshold", "watershed_min_distance", "watershed_footprint", "dist_threshold", "dist_lambda")
+MAX_TILES = 16  # training tiles predicted for the choice, spread over the patients
+
+
+def spread(tiles: list, most: int = MAX_TILES) -> list:
+    """At most `most` tiles, taken evenly over the list (which is sorted by patient)."""
+    if len(tiles) <= most:
+        return list(tiles)
+    return [tiles[i] for i in np.linspace(0, len(tiles) - 1, most).round().astype(int)]
+
+
+def _with_footprint(setting: dict) -> dict:
+    """The watershed's footprint follows its minimum distance (a square twice as wide)."""
+    if "watershed_min_distance" not in setting:
+        return setting
+    return {**setting, "watershed_footprint": 2 * setting["watershed_min_distance"] - 1}
+
+
+def _instances(nucleus_map: np.ndarray, config, maxima_cache: dict) -> np.ndarray:
+    """instances_from_config, with DIST's h-maxima computed once per (map, lambda)."""
+    if config.output_kind != "distance":
+        return instances_from_config(nucleus_map, config)
+    key = (id(nucleus_map), config.dist_lambda)
+    if key not in maxima_cache:
+        maxima_cache[key] = distance_maxima(nucleus_map, config.dist_lambda)
+    return instances_from_distance(nucleus_map, config.dist_threshold, config.dist_lambda, config.min_object_size,
+                                   maxima=maxima_cache[key])
+
+
+def choose_postprocess(nucleus_maps: list[np.ndarray], labels: list[np.ndarray], config) -> dict:
+    """The setting of the net's grid (GRIDS[config.output_kind]) with the best AJI pooled over
+    the given tiles (ties: the first)."""
+    grid = GRIDS[config.output_kind]
+    best, best_aji, maxima_cache = None, -1.0, {}
+    for values in itertools.product(*grid.values()):
+        setting = _with_footprint(dict(zip(grid, values)))
+        trial = config.replace(**setting)
+        counts = sum((object_counts(_instances(m, trial, maxima_cache), label) for m, label in zip(nucleus_maps, labels)),
+                     ObjectCounts())
+        aji = counts.scores()["aji"]
+        if aji > best_aji:
+            best, best_aji = setting, aji
+    return {**best, "training_aji": round(best_aji, 4), "tiles": len(labels)}
+
+
+def write_postprocess(out_dir: Path, chosen: dict) -> None:
+    from nucseg.io import write_json_atomic
+
+    write_json_atomic(Path(out_dir) / POSTPROCESS_FILE, chosen)
+
+
+def with_saved_postprocess(config, out_dir: Path):
+    """config with the post-processing chosen for the fold of out_dir, where one was chosen."""
+    path = Path(out_dir) / POSTPROCESS_FILE
+    if not path.is_file():
+        return config
+    chosen = json.loads(path.read_text())
+    return config.replace(**{k: chosen[k] for k in CHOSEN_FIELDS if k in chosen})

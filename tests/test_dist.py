@@ -1,0 +1,107 @@
+"""DIST: the distance-map target, its loss, the dynamic watershed, and a DIST fold end to end
+(trained, resumed, exported, reloaded, predicting nuclei through the CLI)."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.morphology import h_maxima
+
+from nucseg.cli import main
+from nucseg.config import Config
+from nucseg.training.losses import masked_mean_squared_error
+from nucseg.inference.postprocess import instances_from_config, instances_from_distance
+from nucseg.data.weights import distance_target
+
+
+def two_touching_squares():
+    label = np.zeros((30, 50), np.int32)
+    label[5:25, 5:25] = 1
+    label[5:25, 25:45] = 2
+    return label
+
+
+def test_touching_squares_give_two_maxima_and_a_valley():
+    distance = distance_target(two_touching_squares())
+    maxima, count = ndimage.label(h_maxima(distance, 1.0))
+    assert count == 2
+    assert distance[15, 24] == distance[15, 25] == 1  # the two border rows meet: a valley of 1s
+    assert distance[15, 14] == distance[15, 35] == 10  # each centre: 10 pixels from its own border
+    assert (distance[two_touching_squares() == 0] == 0).all()
+
+
+def test_each_nucleus_is_transformed_alone_even_at_the_tile_edge():
+    label = np.zeros((20, 20), np.int32)
+    label[0:6, 0:6] = 1  # cut by the tile edge: it ends there
+    distance = distance_target(label)
+    assert distance[0, 0] == 1 and distance[2, 2] == 3
+
+
+def test_masked_mse_weight_zero_adds_nothing():
+    rng = np.random.default_rng(0)
+    target, prediction = rng.uniform(0, 8, (2, 16, 16)), rng.uniform(0, 8, (2, 16, 16, 1))
+    weight = rng.uniform(0.5, 2, (2, 16, 16))
+    value = float(masked_mean_squared_error(np.stack([target, weight], -1).astype(np.float32), prediction.astype(np.float32)))
+    expected = np.sum(weight * (prediction[..., 0] - target) ** 2) / weight.sum()
+    assert value == pytest.approx(expected, rel=1e-5)
+    masked = weight.copy()
+    masked[:, :8] = 0
+    spoiled = prediction.copy()
+    spoiled[:, :8] += 100  # wrong where the weight is 0: no change
+    a = float(masked_mean_squared_error(np.stack([target, masked], -1).astype(np.float32), prediction.astype(np.float32)))
+    b = float(masked_mean_squared_error(np.stack([target, masked], -1).astype(np.float32), spoiled.astype(np.float32)))
+    assert a == pytest.approx(b, rel=1e-6)
+    assert float(masked_mean_squared_error(np.zeros((1, 4, 4, 2), np.float32), np.ones((1, 4, 4, 1), np.float32))) == 0.0
+
+
+def test_dynamic_watershed_splits_at_a_deep_valley_only():
+    """Two peaks of heights 6 and 5 over a saddle at 3: lambda 1 keeps both (the lower one stands
+    2 above the saddle), lambda 3 keeps the higher one only."""
+    yy, xx = np.mgrid[:40, :70]
+    left = 6 - np.hypot(yy - 20, xx - 20) * 0.2
+    right = 5 - np.hypot(yy - 20, xx - 45) * 0.2
+    distance = np.maximum(np.maximum(left, right), 0).astype(np.float32)
+    saddle = distance[20, 20:46].min()
+    assert 2.5 < saddle < 3.5
+    two = instances_from_distance(distance, threshold=0.5, h=1.0, min_size=10)
+    one = instances_from_distance(distance, threshold=0.5, h=3.0, min_size=10)
+    assert two.max() == 2 and one.max() == 1
+    assert two[20, 20] != two[20, 45] and two[20, 20] > 0 and two[20, 45] > 0
+    assert (one > 0).sum() == (two > 0).sum() == (ndimage.binary_fill_holes(distance > 0.5)).sum()
+
+
+def test_dist_config_post_processes_a_distance_map():
+    config = Config.from_profile("quick", arch="dist")
+    assert config.output_kind == "distance" and Config().output_kind == "probability"
+    labels = instances_from_config(distance_target(two_touching_squares()), config.replace(min_object_size=10))
+    assert labels.max() == 2
+
+
+def test_dist_fold_trains_resumes_exports_and_predicts_nuclei(glioma_path, tmp_path):
+    from nucseg.inference.export import saved_config
+    from nucseg.inference.predict import load_predictor, output_kind_of
+
+    patient = "TCGA-DB-5270"
+    fold = tmp_path / "fold"
+    args = ["train", "--data", str(glioma_path), "--arch", "dist", "--val-patient", patient, "--profile", "quick",
+            "--steps", "60", "--crop", "64", "--set", "steps_per_epoch=30", "--set", "base_filters=4", "--set", "unet_depth=2",
+            "--out", str(fold), "--verbose", "0"]
+    assert main(args) == 0
+    scores = json.loads((fold / "scores.json").read_text())
+    assert scores["steps"] == 60 and 0 <= scores["scores"]["aji"] <= 1
+    chosen = json.loads((fold / "postprocess.json").read_text())
+    assert {"dist_threshold", "dist_lambda"} <= set(chosen) and "threshold" not in chosen
+    assert saved_config(fold / "saved_model").dist_lambda == chosen["dist_lambda"]
+    for model in (fold / "model.keras", fold / "saved_model"):
+        assert output_kind_of(load_predictor(model)) == "distance"
+
+    image = next(p for p in sorted((glioma_path / patient).glob("*.png")) if not p.stem.endswith("_label"))
+    out = tmp_path / "pred"
+    assert main(["predict", str(fold / "saved_model"), str(image), "--out", str(out)]) == 0
+    written = {p.name for p in out.iterdir()}
+    stem = image.stem
+    assert {f"{stem}_dist.png", f"{stem}_mask.png", f"{stem}_label.png", f"{stem}.geojson", f"{stem}_nuclei.csv"} <= written
+    assert main(["evaluate", str(fold / "model.keras"), str(glioma_path), "--out", str(tmp_path / "eval")]) == 0
+    summary = (tmp_path / "eval" / "summary.md").read_text()
+    assert "| dist (fold) |" in summary and "| otsu-hematoxylin |" in summary

@@ -1,0 +1,57 @@
+"""Nuclei as objects: label image, GeoJSON polygons (QuPath's layout) and the per-nucleus table."""
+
+import json
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from skimage.draw import polygon2mask
+
+from nucseg.inference.objects import TABLE_COLUMNS, nucleus_polygon, write_label_image, write_nuclei
+from conftest import blob_label
+
+
+def rasterise(points, shape):
+    """Pixels whose centres lie inside a polygon in pixel-corner coordinates."""
+    xy = np.asarray(points)
+    return polygon2mask(shape, np.stack([xy[:, 1] - 0.5, xy[:, 0] - 0.5], axis=1))
+
+
+def test_polygons_cover_the_nuclei_of_the_label_image(tmp_path):
+    label = blob_label(96, centres=((20, 20), (20, 34), (60, 70), (90, 5)), radius=9)  # the last one is cut by the edge
+    image = np.full((96, 96, 3), 200, np.uint8)
+    image[label > 0] = (80, 40, 140)
+    written = write_nuclei(label, image, (label > 0).astype(np.float32), tmp_path, "tile")
+    collection = json.loads(written["geojson"].read_text())
+    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 4
+    for feature in collection["features"]:
+        assert feature["properties"]["objectType"] == "detection"
+        assert feature["properties"]["classification"]["name"] == "Nucleus"
+        ring = feature["geometry"]["coordinates"][0]
+        assert feature["geometry"]["type"] == "Polygon" and ring[0] == ring[-1]
+        nucleus = int(feature["properties"]["measurements"]["id"])
+        truth, drawn = label == nucleus, rasterise(ring, label.shape)
+        assert (truth & drawn).sum() / (truth | drawn).sum() > 0.9, nucleus
+
+    table = pd.read_csv(written["table"])
+    assert list(table.columns) == TABLE_COLUMNS + ["mean_probability"]
+    assert list(table["id"]) == [1, 2, 3, 4]
+    assert table.loc[2, "centroid_x"] == 70.5 and table.loc[2, "centroid_y"] == 60.5  # pixel (60, 70)'s centre
+    assert (table["mean_probability"] == 1.0).all() and (table["solidity"] > 0.9).all()
+    assert (table["area"] == [np.sum(label == k) for k in range(1, 5)]).all()
+    assert np.array_equal(np.asarray(Image.open(written["label"])), label)
+
+
+def test_polygon_is_placed_in_full_image_coordinates():
+    mask = np.ones((2, 3), bool)
+    ring = nucleus_polygon(mask, top=10, left=100, tolerance=0)
+    xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+    assert min(xs) == 100 and max(xs) == 103 and min(ys) == 10 and max(ys) == 12
+
+
+def test_more_than_65535_nuclei_go_to_a_32_bit_tiff(tmp_path):
+    import tifffile
+
+    labels = np.arange(70000, dtype=np.uint32).reshape(280, 250)
+    path = write_label_image(labels, tmp_path / "big_label")
+    assert path.suffix == ".tif" and np.array_equal(tifffile.imread(path), labels)

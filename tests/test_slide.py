@@ -1,0 +1,138 @@
+"""Whole-slide inference on a real slide file: a pyramidal, tiled TIFF built from the shared glioma
+tiles with tifffile (three levels, resolution tags set), read through OpenSlide."""
+
+import gzip
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from nucseg.inference.baseline import hematoxylin
+from nucseg.config import Config
+from nucseg.inference.postprocess import instances_from_config
+from nucseg.inference.slide import SlideError, core_bounds, run_slide, tile_starts
+
+MPP = 0.25
+
+
+def write_pyramid(path, mosaic, mpp=MPP, levels=3):
+    import tifffile
+
+    with tifffile.TiffWriter(path) as tif:
+        for level in range(levels):
+            resolution = {} if mpp is None else {"resolution": (1e4 / mpp / 2**level,) * 2, "resolutionunit": "CENTIMETER"}
+            tif.write(mosaic[:: 2**level, :: 2**level], tile=(256, 256), photometric="rgb", compression="zlib",
+                      subfiletype=0 if level == 0 else 1, **resolution)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mosaic(glioma_tiles):
+    """Six 512 x 512 glioma crops in a 2 x 3 mosaic above a band of white glass."""
+    image = np.full((1024 + 700, 1536, 3), 255, np.uint8)
+    for k, tile in enumerate(glioma_tiles[:6]):
+        row, col = divmod(k, 3)
+        image[row * 512 : (row + 1) * 512, col * 512 : (col + 1) * 512] = tile.image[:512, :512]
+    return image
+
+
+def pixelwise_predictor(batch):
+    """A stand-in net that looks at each pixel alone (a logistic of its hematoxylin density), so
+    that a tile's map is exactly the whole image's there: any difference comes from the tiling."""
+    density = np.stack([hematoxylin(np.asarray(b).astype(np.uint8)) for b in batch])
+    probability = 1 / (1 + np.exp(-(density - 0.08) * 80))
+    return np.stack([1 - probability, probability], -1).astype(np.float32)
+
+
+def test_tile_cores_partition_the_region():
+    starts = tile_starts(1224, 512, 128)
+    cores = core_bounds(starts, 512, 1224)
+    assert cores[0][0] == 0 and cores[-1][1] == 1224
+    assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))
+    assert all(s <= lo and hi <= s + 512 for s, (lo, hi) in zip(starts, cores))
+
+
+def test_slide_finds_the_nuclei_of_the_whole_mosaic_once_and_whole(mosaic, tmp_path):
+    slide = write_pyramid(tmp_path / "mosaic.tif", mosaic)
+    summary = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "out", tile=512, overlap=128, verbose=0)
+    table = pd.read_csv(tmp_path / "out" / "nuclei.csv")
+    whole = instances_from_config(pixelwise_predictor(mosaic[None])[0, ..., 1], Config())
+    truth = np.asarray(ndimage.center_of_mass(np.ones_like(whole), whole, np.arange(1, whole.max() + 1))) + 0.5
+    assert summary["nuclei"] == len(table) and summary["cut"] == 0
+    assert abs(len(table) - len(truth)) <= 0.02 * len(truth), (len(table), len(truth))
+    found = table[["centroid_y", "centroid_x"]].to_numpy()
+    distance, _ = cKDTree(truth).query(found)
+    assert np.mean(distance < 1.0) > 0.95  # the same nuclei, at the same places
+    pairs = cKDTree(found).query_pairs(3.0)
+    assert not pairs  # no nucleus twice (two tiles keeping it)
+    assert table["centroid_y"].max() < 1024  # the white glass below has none
+    grid = len(tile_starts(mosaic.shape[0], 512, 128)) * len(tile_starts(mosaic.shape[1], 512, 128))
+    assert summary["tiles"] == grid - 2 * 4  # and the two rows of tiles on glass alone were skipped
+    collection = json.loads((tmp_path / "out" / "nuclei.geojson").read_text())
+    assert len(collection["features"]) == len(table)
+    assert [f["properties"]["measurements"]["id"] for f in collection["features"]] == list(table["id"])
+
+
+def test_killed_and_rerun_gives_the_same_outputs(mosaic, tmp_path, monkeypatch):
+    import nucseg.inference.slide as slide_module
+
+    slide = write_pyramid(tmp_path / "mosaic.tif", mosaic)
+    monkeypatch.setattr(slide_module, "PART_TILES", 2)
+    whole = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "whole", tile=512, overlap=128, verbose=0,
+                      gzip_geojson=True)
+    calls = []
+
+    def dies_in_the_third_part(batch):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return pixelwise_predictor(batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_slide(dies_in_the_third_part, Config(), slide, tmp_path / "cut", tile=512, overlap=128, verbose=0,
+                  batch_size=1, gzip_geojson=True)
+    assert len(list((tmp_path / "cut" / "parts").glob("*.json"))) == 2
+    resumed = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "cut", tile=512, overlap=128, verbose=0,
+                        gzip_geojson=True)
+    assert resumed["nuclei"] == whole["nuclei"]
+    for name in ("nuclei.csv", "overview.png"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    read = lambda folder: gzip.decompress((tmp_path / folder / "nuclei.geojson.gz").read_bytes())  # noqa: E731
+    assert read("cut") == read("whole")
+
+
+def test_region_and_refusals(mosaic, tmp_path):
+    slide = write_pyramid(tmp_path / "mosaic.tif", mosaic)
+    part = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "region", tile=512, overlap=128, verbose=0,
+                     region=(512, 0, 512, 512))
+    table = pd.read_csv(tmp_path / "region" / "nuclei.csv")
+    assert part["tiles"] == 1 and table["centroid_x"].between(512, 1024).all()
+
+    with pytest.raises(SlideError, match="another slide, region"):
+        run_slide(pixelwise_predictor, Config(), slide, tmp_path / "region", tile=512, overlap=128, verbose=0)
+    with pytest.raises(SlideError, match="not inside the slide"):
+        run_slide(pixelwise_predictor, Config(), slide, tmp_path / "r2", region=(1000, 0, 1000, 100), verbose=0)
+    no_resolution = write_pyramid(tmp_path / "plain.tif", mosaic, mpp=None)
+    with pytest.raises(SlideError, match=r"plain.tif: the slide does not say its resolution.*--mpp"):
+        run_slide(pixelwise_predictor, Config(), no_resolution, tmp_path / "r3", verbose=0)
+    broken = tmp_path / "broken.svs"
+    broken.write_bytes(b"not a slide at all")
+    with pytest.raises(SlideError, match="broken.svs: OpenSlide cannot read it"):
+        run_slide(pixelwise_predictor, Config(), broken, tmp_path / "r4", verbose=0)
+
+
+def test_a_20x_slide_is_read_at_the_models_40x(mosaic, tmp_path):
+    """A slide scanned at half the resolution (0.5 µm/px) is upsampled to the training 0.25: the
+    nuclei keep their size in µm and land at the same level-0 places (halved coordinates)."""
+    half = mosaic[::2, ::2]
+    slide = write_pyramid(tmp_path / "half.tif", half, mpp=0.5, levels=2)
+    summary = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "out", tile=512, overlap=128, verbose=0)
+    table = pd.read_csv(tmp_path / "out" / "nuclei.csv")
+    assert summary["nuclei"] > 100 and table["centroid_x"].max() < half.shape[1] and table["centroid_y"].max() < half.shape[0]
+    full = run_slide(pixelwise_predictor, Config(), write_pyramid(tmp_path / "full.tif", mosaic), tmp_path / "full",
+                     tile=512, overlap=128, verbose=0)
+    full_table = pd.read_csv(tmp_path / "full" / "nuclei.csv")
+    assert table["area_um2"].median() == pytest.approx(full_table["area_um2"].median(), rel=0.25)
