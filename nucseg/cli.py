@@ -225,6 +225,14 @@ def cmd_slide(args) -> int:
 
     _check_out_folder(args.out)
     names = output_names(args.slides)
+    if args.ray is not None:
+        from nucseg.distributed import run_slides_on_ray
+
+        options = {"tile": args.tile, "overlap": args.overlap, "batch_size": args.batch_size, "region": args.region,
+                   "mpp": args.mpp, "gzip_geojson": args.gzip, "tta": args.tta}
+        run_slides_on_ray(args.model, [(p, Path(args.out) / n) for p, n in zip(args.slides, names)], options,
+                          address=None if args.ray == "local" else args.ray)
+        return 0
     predictor, config = _model_and_config(args.model)
     predictor = with_tta(predictor) if args.tta else predictor
     for path, name in zip(args.slides, names):
@@ -243,11 +251,18 @@ def cmd_lopo(args) -> int:
 
     _check_out_folder(args.out)
     config = config_from_args(args)
+    runner = None
+    if args.ray is not None:
+        from nucseg.distributed import RayRunner, import_ray
+
+        import_ray()  # says how to install it, before anything is trained
+        runner = RayRunner(address=None if args.ray == "local" else args.ray, cpus_per_fold=args.cpus_per_fold)
     if args.grid:
-        table = run_grid(config, args.arch, args.out, read_grid(args.grid), args.val_patients, verbose=args.verbose)
+        table = run_grid(config, args.arch, args.out, read_grid(args.grid), args.val_patients, verbose=args.verbose,
+                         runner=runner)
         print(table.to_string(index=False))
         return 0
-    folds = run_lopo(config, args.arch, args.out, val_patients=args.val_patients, verbose=args.verbose)
+    folds = run_lopo(config, args.arch, args.out, val_patients=args.val_patients, verbose=args.verbose, runner=runner)
     print(f"\n{len(folds)} folds in {Path(args.out) / 'folds.csv'}; summary (mean ± std over patients):\n")
     print(summary_markdown(summarize_folds(folds)))
     return 0
@@ -342,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     lopo.add_argument("--grid", help="YAML of lr / momentum / weight_decay lists: the study for each setting")
     lopo.add_argument("--val-patients", nargs="+", help="hold out only these patients (default: every patient)")
     lopo.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="0: a line per fold, 1: and one progress bar per fold (default), 2: a line per epoch")
+    lopo.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                      help="run the folds as Ray tasks: on a local Ray instance, or on the cluster at ADDRESS (ray://host:10001 or host:6379)")
+    lopo.add_argument("--cpus-per-fold", type=int, default=1, help="with --ray: CPU threads per fold (default 1)")
     _add_config_options(lopo)
     lopo.set_defaults(run=cmd_lopo)
 
@@ -377,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     slide.add_argument("--gzip", action="store_true", help="write nuclei.geojson.gz")
     slide.add_argument("--tta", action="store_true", help="average the 8 flips and rotations of each tile")
     slide.add_argument("--verbose", type=int, default=1, choices=[0, 1], help="1: a progress bar (default)")
+    slide.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                       help="one Ray task per slide: on a local Ray instance, or on the cluster at ADDRESS")
     slide.set_defaults(run=cmd_slide)
     return parser
 

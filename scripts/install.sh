@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv and installs nucseg with its test tools, from this project's files alone.
+# Creates .venv and installs nucseg with its test tools and Ray, from this project's files alone.
 # elasticdeform is built from source: its registry wheel was built against numpy 1 and fails
 # to import under numpy 2 ("numpy.core.multiarray failed to import").
 set -euo pipefail
@@ -11,7 +11,7 @@ fi
 stamp=".venv/.nucseg-installed-$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet --no-binary elasticdeform -e ".[dev]"
+  .venv/bin/python -m pip install --quiet --no-binary elasticdeform -e ".[dev,ray]"
   rm -f .venv/.nucseg-installed-* && touch "$stamp"
 fi
 .venv/bin/python -c "import elasticdeform, keras, tensorflow; print('nucseg environment ready: tensorflow', tensorflow.__version__, '| keras', keras.__version__)"

@@ -13,7 +13,8 @@ from scipy.spatial import cKDTree
 from nucseg.inference.baseline import hematoxylin
 from nucseg.config import Config
 from nucseg.inference.postprocess import instances_from_config
-from nucseg.inference.slide import SlideError, core_bounds, run_slide, tile_starts
+from nucseg.inference.predict import tile_starts
+from nucseg.inference.slide import SlideError, run_slide, tile_cores
 
 MPP = 0.25
 
@@ -48,8 +49,8 @@ def pixelwise_predictor(batch):
 
 
 def test_tile_cores_partition_the_region():
-    starts = tile_starts(1224, 512, 128)
-    cores = core_bounds(starts, 512, 1224)
+    cores_by_start = tile_cores(1224, 512, 128)
+    starts, cores = list(cores_by_start), list(cores_by_start.values())
     assert cores[0][0] == 0 and cores[-1][1] == 1224
     assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))
     assert all(s <= lo and hi <= s + 512 for s, (lo, hi) in zip(starts, cores))

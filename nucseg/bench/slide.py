@@ -27,7 +27,7 @@ def mosaic_block(tiles, y: int, x: int, height: int, width: int) -> np.ndarray:
 
 
 def write_mosaic_slide(path: Path, tiles, side: int, mpp: float = 0.25, levels: int = 3) -> Path:
-    """A side x side pyramidal tiled TIFF (JPEG tiles, as scanners write them) with resolution tags."""
+    """A side x side pyramidal tiled TIFF (deflate tiles: JPEG would need imagecodecs) with resolution tags."""
     import tifffile
 
     def level_tiles(level):
@@ -45,7 +45,7 @@ def write_mosaic_slide(path: Path, tiles, side: int, mpp: float = 0.25, levels: 
         for level in range(levels):
             size = -(-side // 2**level)
             tif.write(level_tiles(level), shape=(size, size, 3), dtype=np.uint8, tile=(TIFF_TILE, TIFF_TILE),
-                      photometric="rgb", compression="jpeg", subfiletype=0 if level == 0 else 1,
+                      photometric="rgb", compression="zlib", subfiletype=0 if level == 0 else 1,
                       resolution=(1e4 / mpp / 2**level,) * 2, resolutionunit="CENTIMETER")
     return path
 

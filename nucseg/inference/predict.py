@@ -64,11 +64,12 @@ def _blend_window(size: int, overlap: int) -> np.ndarray:
     return np.outer(ramp, ramp)
 
 
-def _starts(length: int, tile: int, stride: int) -> list[int]:
-    starts = list(range(0, max(length - tile, 0) + 1, stride))
-    if starts[-1] + tile < length:
-        starts.append(length - tile)
-    return starts
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Starts of tiles of `tile` pixels covering `length`, overlapping by at least `overlap`
+    (the last one is moved back to end at `length`)."""
+    if length <= tile:
+        return [0]
+    return sorted(set(range(0, length - tile, tile - overlap)) | {length - tile})
 
 
 def check_tiling(tile: int, overlap: int) -> None:
@@ -143,8 +144,8 @@ def predict_nucleus_map(predictor, image: np.ndarray, tile: int = 512, overlap: 
     total = np.zeros(padded.shape[:2], np.float32)
     weights = np.zeros(padded.shape[:2], np.float32)
     window = _blend_window(tile, overlap)
-    for y in _starts(padded.shape[0], tile, tile - overlap):
-        for x in _starts(padded.shape[1], tile, tile - overlap):
+    for y in tile_starts(padded.shape[0], tile, overlap):
+        for x in tile_starts(padded.shape[1], tile, overlap):
             nucleus_map = nucleus_channel(np.asarray(predictor(padded[None, y : y + tile, x : x + tile])))[0]
             total[y : y + tile, x : x + tile] += nucleus_map * window
             weights[y : y + tile, x : x + tile] += window

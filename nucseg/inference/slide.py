@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from nucseg.errors import InputError
+from nucseg.inference.predict import tile_starts
 from nucseg.io import save_with, write_json_atomic, write_png_atomic, write_text_atomic
 
 PART_TILES = 16
@@ -97,18 +98,12 @@ def choose_level(downsamples, base_mpp: float, target_mpp: float) -> tuple[int, 
     return level, target_mpp / (base_mpp * downsamples[level])
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, tile - overlap)) + [length - tile]
-    return sorted(set(starts))
-
-
-def core_bounds(starts: list[int], tile: int, length: int) -> list[tuple[float, float]]:
-    """Each tile's core along one axis: from the middle of its overlap with the previous tile
-    to the middle of its overlap with the next one (0 and `length` at the ends)."""
+def tile_cores(length: int, tile: int, overlap: int) -> dict[int, tuple[float, float]]:
+    """{tile start: its core} along one axis: from the middle of its overlap with the previous
+    tile to the middle of its overlap with the next one (0 and `length` at the ends)."""
+    starts = tile_starts(length, tile, overlap)
     middles = [(starts[i + 1] + starts[i] + tile) / 2 for i in range(len(starts) - 1)]
-    return list(zip([0.0, *middles], [*middles, float(length)]))
+    return dict(zip(starts, zip([0.0, *middles], [*middles, float(length)])))
 
 
 def tissue_fraction_map(slide, region) -> tuple[np.ndarray, float]:
@@ -223,8 +218,7 @@ def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int =
     plan = plan_slide(slide, path, config, region, tile, overlap, mpp)
     _claim(out_dir, plan, config)
     start = time.perf_counter()
-    cores_x = dict(zip(tile_starts(plan.width, tile, overlap), core_bounds(tile_starts(plan.width, tile, overlap), tile, plan.width)))
-    cores_y = dict(zip(tile_starts(plan.height, tile, overlap), core_bounds(tile_starts(plan.height, tile, overlap), tile, plan.height)))
+    cores_x, cores_y = tile_cores(plan.width, tile, overlap), tile_cores(plan.height, tile, overlap)
     map_name = "mean_distance" if config.output_kind == "distance" else "mean_probability"
     parts = [plan.tiles[i : i + PART_TILES] for i in range(0, len(plan.tiles), PART_TILES)]
     bar = _progress(len(plan.tiles), verbose)

@@ -8,12 +8,18 @@ resumes the one that was cut short from its checkpoint, and never duplicates or 
 A run folder belongs to one configuration (all fields but arch and data): another one is
 refused with a message; use a new --out folder for it.
 
+The folds run one after another here, or as Ray tasks across a machine or a cluster
+(`nucseg.distributed.RayRunner`): a runner trains the folds it is given and reports each
+as it ends; this driver alone writes folds.csv (in the study's order, whatever order the folds
+end in), the summaries and the figures.
+
 `run_grid` runs the same protocol for each setting of a grid of learning rate, momentum and
 weight decay, in `<out>/grid/<setting>/`, as the paper did to choose them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -44,8 +50,8 @@ def _overlay(out_dir: Path, config: Config, result, tiles: list[Tile]) -> None:
     path = out_dir / "figures" / f"overlay_{config.arch}_{result.val_patient}.png"
     predictions = result.predictions
     if predictions is None:  # the fold ended before a kill: predict again from its export
-        from nucseg.study.evaluate import predict_tiles
         from nucseg.inference.predict import load_predictor
+        from nucseg.study.evaluate import predict_tiles
 
         held_out = [t for t in tiles if t.patient == result.val_patient][:1]
         fold_config = with_saved_postprocess(config, result.out_dir)
@@ -55,9 +61,37 @@ def _overlay(out_dir: Path, config: Config, result, tiles: list[Tile]) -> None:
     save_figure(overlay_figure(first.tile.image, first.tile.label, first.instances, title), path)
 
 
+@dataclasses.dataclass(frozen=True)
+class FoldJob:
+    """One fold of the study: a net's configuration, the held-out patient, the fold's folder."""
+
+    config: Config
+    val_patient: str
+    fold_dir: Path
+
+
+def run_fold(job: FoldJob, tiles: list[Tile], out_dir: Path, verbose: int = 1):
+    """Train, export and score one fold, and draw its overlay; the result without its predictions
+    (they stay where they were made, which may be another machine)."""
+    result = train_fold(job.config, tiles, job.val_patient, job.fold_dir, verbose=verbose)
+    _overlay(out_dir, job.config, result, tiles)
+    return dataclasses.replace(result, predictions=None)
+
+
+class SequentialRunner:
+    """The folds one after another, in this process."""
+
+    def run(self, jobs: list[FoldJob], tiles: list[Tile], out_dir: Path, verbose: int = 1, log=print):
+        for job in jobs:
+            train = sorted({t.patient for t in tiles} - {job.val_patient})
+            log(f"{job.config.arch} / {job.val_patient}: training on {', '.join(train)}")
+            yield job, run_fold(job, tiles, out_dir, verbose)
+
+
 def run_lopo(config: Config, archs, out_dir: str | Path, tiles: list[Tile] | None = None,
-             val_patients=None, log=print, verbose: int = 1) -> pd.DataFrame:
-    """Train and score every (arch, held-out patient); returns the folds table."""
+             val_patients=None, log=print, verbose: int = 1, runner=None) -> pd.DataFrame:
+    """Train and score every (arch, held-out patient); returns the folds table. `runner`:
+    SequentialRunner() (default) or nucseg.distributed.RayRunner(...)."""
     out_dir = Path(out_dir)
     tiles = tiles if tiles is not None else load_dataset(config.data)
     splits = lopo_folds(patients_of(tiles))
@@ -65,22 +99,22 @@ def run_lopo(config: Config, archs, out_dir: str | Path, tiles: list[Tile] | Non
         check_patients(patients_of(tiles), val_patients)  # before the run folder is claimed
     claim_folder(out_dir, config, ignore=("arch", "data"))  # a study folder holds every arch
     folds_csv = out_dir / "folds.csv"
-    for arch in archs:
-        arch_config = config.replace(arch=arch)
-        for fold in splits:
-            if val_patients is not None and fold.val_patient not in val_patients:
-                continue
-            done = read_folds(folds_csv)
-            if ((done["arch"] == arch) & (done["val_patient"] == fold.val_patient)).any():
-                log(f"{arch} / {fold.val_patient}: done earlier, skipped")
-                continue
-            log(f"{arch} / {fold.val_patient}: training on {', '.join(fold.train_patients)}")
-            result = train_fold(arch_config, tiles, fold.val_patient, out_dir / arch / fold.val_patient, verbose=verbose)
-            _overlay(out_dir, arch_config, result, tiles)
-            append_fold_row(folds_csv, fold_row(arch_config, fold.val_patient, result))
-            log(f"{arch} / {fold.val_patient}: F1 {result.scores['f1']:.3f}, AJI {result.scores['aji']:.3f}")
-            if result.flags:
-                log(f"WARNING: {arch} / {fold.val_patient} did not learn: {describe_flags(result.flags)}")
+    study = [(arch, fold) for arch in archs for fold in splits
+             if val_patients is None or fold.val_patient in val_patients]
+    order = [(arch, fold.val_patient) for arch, fold in study]
+    done = read_folds(folds_csv)
+    jobs = []
+    for arch, fold in study:
+        if ((done["arch"] == arch) & (done["val_patient"] == fold.val_patient)).any():
+            log(f"{arch} / {fold.val_patient}: done earlier, skipped")
+            continue
+        jobs.append(FoldJob(config.replace(arch=arch), fold.val_patient, out_dir / arch / fold.val_patient))
+    runner = runner or SequentialRunner()
+    for job, result in runner.run(jobs, tiles, out_dir, verbose, log):
+        append_fold_row(folds_csv, fold_row(job.config, job.val_patient, result), order=order)
+        log(f"{job.config.arch} / {job.val_patient}: F1 {result.scores['f1']:.3f}, AJI {result.scores['aji']:.3f}")
+        if result.flags:
+            log(f"WARNING: {job.config.arch} / {job.val_patient} did not learn: {describe_flags(result.flags)}")
     folds = read_folds(folds_csv)
     write_summary(folds, out_dir)
     save_figure(boxplot_figure(folds), out_dir / "figures" / "boxplots.png")
@@ -108,7 +142,7 @@ def setting_name(setting: dict) -> str:
 
 
 def run_grid(config: Config, archs, out_dir: str | Path, grid: list[dict], val_patients=None, log=print,
-             verbose=1) -> pd.DataFrame:
+             verbose=1, runner=None) -> pd.DataFrame:
     """The LOPO study for each setting; grid_summary.csv/.md: mean scores per (setting, arch)."""
     out_dir = Path(out_dir)
     tiles = load_dataset(config.data)
@@ -118,7 +152,7 @@ def run_grid(config: Config, archs, out_dir: str | Path, grid: list[dict], val_p
     for setting in grid:
         log(f"grid setting {setting_name(setting)}")
         folds = run_lopo(config.replace(**setting), archs, out_dir / "grid" / setting_name(setting), tiles,
-                         val_patients, log=log, verbose=verbose)
+                         val_patients, log=log, verbose=verbose, runner=runner)
         for arch, group in folds.groupby("arch", sort=False):
             rows.append({**setting, "arch": arch, "patients": len(group),
                          **{f"{c}_mean": group[c].mean() for c in ("f1", "perf", "aji", "pq")}})

@@ -23,13 +23,19 @@ def read_folds(path: str | Path) -> pd.DataFrame:
     return folds
 
 
-def append_fold_row(path: str | Path, row: dict) -> pd.DataFrame:
-    """Add one fold's row, replacing the file atomically; a row already there is not added twice."""
+def append_fold_row(path: str | Path, row: dict, order: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Add one fold's row, replacing the file atomically; a row already there is not added twice.
+    `order`: the study's (arch, val_patient) order, which the rows are kept in whatever order the
+    folds end in (rows it does not name stay first, as they were)."""
     folds = read_folds(path)
     done = (folds["arch"] == row["arch"]) & (folds["val_patient"] == row["val_patient"])
     if done.any():
         return folds
     folds = pd.concat([folds, pd.DataFrame([row], columns=FOLD_COLUMNS)], ignore_index=True)
+    if order is not None:
+        rank = {key: i for i, key in enumerate(order)}
+        position = [rank.get((a, p), -1) for a, p in zip(folds["arch"], folds["val_patient"])]
+        folds = folds.iloc[sorted(range(len(folds)), key=lambda i: (position[i], i))].reset_index(drop=True)
     write_text_atomic(path, folds.to_csv(index=False))
     return folds
 

@@ -1,0 +1,144 @@
+"""The study's folds, and slides, as Ray tasks: on this machine (a local Ray instance sized to it)
+or on a running cluster (`ray start --head` / `ray up`, then --ray ADDRESS).
+
+Each fold is one task with its resources: a GPU where the cluster has GPUs, else
+`cpus_per_fold` CPU threads. A task runs in a fresh worker process (max_calls=1: TensorFlow's
+memory and thread pools go with it) and writes only into its own fold folder; the driver alone
+writes folds.csv, the summaries and the figures (nucseg.study.lopo). A worker lost mid-fold
+(killed, its machine gone) has its task run again by Ray (`max_retries`), and the fold resumes
+from its last checkpoint in its folder. So on several machines the run folder must be on
+storage that every node reads and writes at the same path (NFS or another shared file system).
+
+Ray is optional (`pip install -e ".[ray]"`); without it, --ray says how to install it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nucseg.errors import InputError
+
+INSTALL_HINT = 'pip install -e ".[ray]"  (or: pip install "ray>=2.40")'
+
+
+class RayMissing(InputError):
+    pass
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError as err:
+        raise RayMissing(f"--ray needs Ray, which is not installed here: {INSTALL_HINT}") from err
+    return ray
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None):
+    """Join the cluster at `address`, or start a local Ray instance sized to this machine
+    (num_cpus: all of its cores unless given)."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def _threads_for(cpus: int) -> None:
+    """TensorFlow in a fold's worker uses the CPU threads its task was given."""
+    os.environ["OMP_NUM_THREADS"] = str(cpus)
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(cpus)
+        tf.config.threading.set_inter_op_parallelism_threads(min(cpus, 2))
+    except (ImportError, RuntimeError):  # another backend, or TensorFlow already running
+        pass
+
+
+def _fold_task(fold_function, job, tiles, out_dir, cpus):
+    _threads_for(cpus)
+    return fold_function(job, tiles, Path(out_dir), 0)
+
+
+class RayRunner:
+    """Runs the study's folds as Ray tasks and reports each as it ends (see nucseg.study.lopo)."""
+
+    def __init__(self, address: str | None = None, cpus_per_fold: int = 1, max_retries: int = 3,
+                 num_cpus: int | None = None, fold_function=None):
+        if cpus_per_fold < 1:
+            raise InputError(f"--cpus-per-fold {cpus_per_fold}: a fold needs at least 1 CPU")
+        self.address, self.cpus_per_fold, self.max_retries = address, cpus_per_fold, max_retries
+        self.num_cpus = num_cpus
+        self.fold_function = fold_function  # None: nucseg.study.lopo.run_fold (tests wrap it)
+
+    def run(self, jobs, tiles, out_dir: Path, verbose: int = 1, log=print):
+        from nucseg.study.lopo import run_fold
+
+        if not jobs:
+            return
+        ray = start_ray(self.address, self.num_cpus)
+        gpus = ray.cluster_resources().get("GPU", 0)
+        task = ray.remote(num_cpus=self.cpus_per_fold, num_gpus=1 if gpus else 0, max_retries=self.max_retries,
+                          max_calls=1)(_fold_task)
+        tiles_ref = ray.put(tiles)
+        pending = {task.remote(self.fold_function or run_fold, job, tiles_ref, str(out_dir), self.cpus_per_fold): job
+                   for job in jobs}
+        log(f"ray: {len(jobs)} folds submitted to {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
+            f"{f' and {gpus:.0f} GPUs' if gpus else ''} ({self.cpus_per_fold} CPU per fold)")
+        bar = _study_progress(len(jobs), verbose)
+        finished = 0
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            result = ray.get(ready[0])
+            finished += 1
+            if bar:
+                bar.update(finished)
+            yield job, result
+
+
+def _study_progress(total: int, verbose: int):
+    if not verbose:
+        return None
+    import keras
+
+    return keras.utils.Progbar(total, unit_name="fold")
+
+
+# ---------------------------------------------------------------- slides
+
+
+def _slide_task(model_path, overrides, slide_path, out_dir, options, cpus):
+    _threads_for(cpus)
+    from nucseg.inference.slide import run_slide
+    from nucseg.inference.predict import load_predictor, output_kind_of, with_tta
+    from nucseg.inference.export import model_config
+
+    predictor = load_predictor(model_path)
+    _, config = model_config(model_path, output_kind_of(predictor))
+    config = config.replace(**overrides) if overrides else config
+    predictor = with_tta(predictor) if options.pop("tta", False) else predictor
+    return run_slide(predictor, config, slide_path, out_dir, verbose=0, **options)
+
+
+def run_slides_on_ray(model_path, slides: list[tuple[str, Path]], options: dict, address: str | None = None,
+                      cpus_per_slide: int = 1, max_retries: int = 3, log=print) -> list[dict]:
+    """One Ray task per slide (`slides`: (path, output folder) pairs), each writing its own folder
+    as `nucseg slide` does; a lost worker's slide resumes from its last written part."""
+    ray = start_ray(address)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    task = ray.remote(num_cpus=cpus_per_slide, num_gpus=1 if gpus else 0, max_retries=max_retries,
+                      max_calls=1)(_slide_task)
+    pending = {task.remote(str(model_path), {}, str(path), str(out), dict(options), cpus_per_slide): path
+               for path, out in slides}
+    summaries = []
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        path = pending.pop(ready[0])
+        summary = ray.get(ready[0])
+        log(f"{path}: {summary['nuclei']} nuclei in {summary['tiles']} tissue tiles, {summary['seconds']} s")
+        summaries.append(summary)
+    return summaries

@@ -1,0 +1,104 @@
+"""The study on Ray (a local instance of 2 CPUs): the same folds table as the sequential run, a
+worker killed mid-fold rerun from its checkpoint, and a clear message where Ray is missing."""
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nucseg.cli import main
+from nucseg.config import Config
+from nucseg.study.lopo import run_fold, run_lopo
+from nucseg.study.results import read_folds
+
+PATIENTS = ["TCGA-DB-5270", "TCGA-DB-5275", "TCGA-DU-5847"]
+
+
+def tiny(glioma_path):
+    return Config.from_profile("quick", data=str(glioma_path), steps=20, steps_per_epoch=10, crop=64,
+                               tune_postprocess=False)
+
+
+def quiet(*args):
+    pass
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the killing wrapper below runs in workers
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_study_gives_the_sequential_folds_table(ray_local, glioma_tiles, glioma_path, tmp_path):
+    from nucseg.distributed import RayRunner
+
+    config = tiny(glioma_path)
+    sequential = run_lopo(config, ["pangnet"], tmp_path / "seq", glioma_tiles, PATIENTS, log=quiet, verbose=0)
+    lines = []
+    on_ray = run_lopo(config, ["pangnet"], tmp_path / "ray", glioma_tiles, PATIENTS, log=lines.append, verbose=0,
+                      runner=RayRunner(cpus_per_fold=1))
+    assert any(line.startswith("ray: 3 folds submitted") for line in lines)
+    keys = ["arch", "val_patient", "steps", "seed", "config_hash", "flags"]
+    pd.testing.assert_frame_equal(on_ray[keys], sequential[keys])
+    scores = ["accuracy", "f1", "aji", "pq"]
+    pd.testing.assert_frame_equal(on_ray[scores], sequential[scores], atol=0.02, rtol=0)  # threads differ: round-off
+    assert (tmp_path / "ray" / "summary.md").is_file() and (tmp_path / "ray" / "figures" / "boxplots.png").is_file()
+    assert len(list((tmp_path / "ray" / "figures").glob("overlay_*.png"))) == 3
+
+    again = run_lopo(config, ["pangnet"], tmp_path / "ray", glioma_tiles, PATIENTS, log=quiet, verbose=0,
+                     runner=RayRunner())
+    pd.testing.assert_frame_equal(again, on_ray)  # rerun: every fold skipped, nothing submitted
+
+
+def killed_once_mid_fold(job, tiles, out_dir, verbose):
+    """In the worker: the first time the second patient's fold runs, the worker process kills
+    itself (SIGKILL, as a lost machine) right after the fold's first checkpoint."""
+    from nucseg.training.train import CHECKPOINT, EpochCheckpoint
+
+    marker = Path(out_dir) / f"killed_{job.val_patient}.json"
+    if job.val_patient == PATIENTS[1]:
+        if not marker.exists():
+            original = EpochCheckpoint.on_epoch_end
+
+            def then_die(self, epoch, logs=None):
+                original(self, epoch, logs)
+                marker.write_text(json.dumps({"killed_after_epoch": epoch}))
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            EpochCheckpoint.on_epoch_end = then_die
+        else:
+            state = json.loads(marker.read_text())
+            state["checkpoint_when_rerun"] = (job.fold_dir / CHECKPOINT).is_file()
+            marker.write_text(json.dumps(state))
+    return run_fold(job, tiles, out_dir, verbose)
+
+
+def test_a_worker_killed_mid_fold_is_rerun_from_its_checkpoint(ray_local, glioma_tiles, glioma_path, tmp_path):
+    from nucseg.distributed import RayRunner
+
+    out = tmp_path / "run"
+    folds = run_lopo(tiny(glioma_path), ["pangnet"], out, glioma_tiles, PATIENTS, log=quiet, verbose=0,
+                     runner=RayRunner(fold_function=killed_once_mid_fold))
+    assert list(folds["val_patient"]) == PATIENTS and not folds.duplicated(["arch", "val_patient"]).any()
+    assert (folds["steps"] == 20).all()
+    state = json.loads((out / f"killed_{PATIENTS[1]}.json").read_text())
+    assert state == {"killed_after_epoch": 0, "checkpoint_when_rerun": True}
+    losses = json.loads((out / "pangnet" / PATIENTS[1] / "losses.json").read_text())
+    assert sorted(losses) == ["0", "1"]  # epoch 0 from the killed worker, epoch 1 from the rerun
+    assert len(read_folds(out / "folds.csv")) == 3
+
+
+def test_ray_missing_says_how_to_install(glioma_path, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
+    code = main(["lopo", "--data", str(glioma_path), "--arch", "pangnet", "--profile", "quick", "--ray",
+                 "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert 'pip install -e ".[ray]"' in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
