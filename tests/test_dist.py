@@ -78,16 +78,29 @@ def test_dist_config_post_processes_a_distance_map():
     assert labels.max() == 2
 
 
-def test_dist_fold_trains_resumes_exports_and_predicts_nuclei(glioma_path, tmp_path):
+def test_dist_fold_trains_resumes_exports_and_predicts_nuclei(glioma_path, tmp_path, monkeypatch):
     from nucseg.inference.export import saved_config
     from nucseg.inference.predict import load_predictor, output_kind_of
+    from nucseg.training.train import EpochCheckpoint
 
     patient = "TCGA-DB-5270"
     fold = tmp_path / "fold"
     args = ["train", "--data", str(glioma_path), "--arch", "dist", "--val-patient", patient, "--profile", "quick",
             "--steps", "60", "--crop", "64", "--set", "steps_per_epoch=30", "--set", "base_filters=4", "--set", "unet_depth=2",
             "--out", str(fold), "--verbose", "0"]
-    assert main(args) == 0
+    original = EpochCheckpoint.on_epoch_end
+
+    def killed_after_the_first_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", killed_after_the_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    assert (fold / "checkpoint.keras").is_file() and not (fold / "scores.json").exists()
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", original)
+    assert main(args) == 0  # resumed from the checkpoint
+    assert sorted(json.loads((fold / "losses.json").read_text())) == ["0", "1"]
     scores = json.loads((fold / "scores.json").read_text())
     assert scores["steps"] == 60 and 0 <= scores["scores"]["aji"] <= 1
     chosen = json.loads((fold / "postprocess.json").read_text())

@@ -44,7 +44,7 @@ def test_polygons_cover_the_nuclei_of_the_label_image(tmp_path):
 
 def test_polygon_is_placed_in_full_image_coordinates():
     mask = np.ones((2, 3), bool)
-    ring = nucleus_polygon(mask, top=10, left=100, tolerance=0)
+    ring = nucleus_polygon(mask, top=10, left=100)
     xs, ys = [p[0] for p in ring], [p[1] for p in ring]
     assert min(xs) == 100 and max(xs) == 103 and min(ys) == 10 and max(ys) == 12
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from skimage.measure import approximate_polygon, find_contours, regionprops_table
+from skimage.measure import find_contours, regionprops_table
 
 from nucseg.inference.baseline import hematoxylin
 from nucseg.io import save_with, write_png_atomic, write_text_atomic
@@ -23,17 +23,22 @@ TABLE_COLUMNS = ["id", "centroid_x", "centroid_y", "area", "perimeter", "eccentr
                  "mean_hematoxylin_od"]
 
 
-def nucleus_polygon(mask: np.ndarray, top: int = 0, left: int = 0, tolerance: float = 0.5) -> list[list[float]]:
+def nucleus_polygon(mask: np.ndarray, top: int = 0, left: int = 0) -> list[list[float]]:
     """Closed outline [[x, y], ...] of a binary mask (its largest piece), in pixel-corner
     coordinates: find_contours runs through the half-way points between pixel centres, which
-    are the pixel edges once shifted by half a pixel; `tolerance` drops points within it of a line."""
-    contours = find_contours(np.pad(mask, 1).astype(np.float32), 0.5)
-    contour = max(contours, key=len)
-    contour = approximate_polygon(contour, tolerance) if tolerance > 0 else contour
-    points = [[round(float(x) - 1 + 0.5 + left, 2), round(float(y) - 1 + 0.5 + top, 2)] for y, x in contour]
-    if points[0] != points[-1]:
-        points.append(points[0])
-    return points
+    are the pixel edges once shifted by half a pixel. Points in the middle of straight runs are
+    dropped (lossless; skimage's approximate_polygon took 20 times as long as the outline)."""
+    contour = max(find_contours(np.pad(mask, 1).astype(np.float32), 0.5), key=len)
+    contour = _without_collinear(contour[:-1] if np.array_equal(contour[0], contour[-1]) else contour)
+    xy = np.round(contour[:, ::-1] - 0.5 + (left, top), 2)
+    return [*xy.tolist(), xy[0].tolist()]
+
+
+def _without_collinear(ring: np.ndarray) -> np.ndarray:
+    """The ring's points where its direction changes."""
+    step_in, step_out = ring - np.roll(ring, 1, axis=0), np.roll(ring, -1, axis=0) - ring
+    turns = np.abs(step_in[:, 0] * step_out[:, 1] - step_in[:, 1] * step_out[:, 0]) > 1e-9
+    return ring[turns] if turns.sum() >= 3 else ring
 
 
 def nuclei_table(labels: np.ndarray, image: np.ndarray, nucleus_map: np.ndarray | None = None,
@@ -58,14 +63,14 @@ def geojson_features(labels: np.ndarray, table: pd.DataFrame, top: int = 0, left
     """A QuPath detection Feature per nucleus of `labels`, with its row of `table` as measurements."""
     from scipy import ndimage
 
-    rows = table.set_index("id")
+    measured = {int(row["id"]): row for row in table.round(4).to_dict("records")}  # one pass, not a lookup per nucleus
     features = []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
         polygon = nucleus_polygon(labels[box] == index, box[0].start + top, box[1].start + left)
-        measurements = {"id": index, **{k: round(float(v), 4) for k, v in rows.loc[index].items()
-                                         if k not in ("centroid_x", "centroid_y")}}
+        measurements = {k: v for k, v in measured[index].items() if k not in ("centroid_x", "centroid_y")}
+        measurements["id"] = index
         features.append({"type": "Feature",
                          "geometry": {"type": "Polygon", "coordinates": [polygon]},
                          "properties": {"objectType": "detection", "name": f"nucleus {index}", "classification": NUCLEUS_CLASS,
