@@ -2,8 +2,9 @@
 or on a running cluster (`ray start --head` / `ray up`, then --ray ADDRESS).
 
 Each fold is one task with its resources: a GPU where the cluster has GPUs, else
-`cpus_per_fold` CPU threads. A task runs in a fresh worker process (max_calls=1: TensorFlow's
-memory and thread pools go with it) and writes only into its own fold folder; the driver alone
+`cpus_per_fold` CPU threads. A GPU task runs in a fresh worker process (max_calls=1, so that
+TensorFlow's hold on the GPU's memory goes with it); CPU workers are reused (a fresh process
+costs a TensorFlow import per fold). A task writes only into its own fold folder; the driver alone
 writes folds.csv, the summaries and the figures (nucseg.study.lopo). A worker lost mid-fold
 (killed, its machine gone) has its task run again by Ray (`max_retries`), and the fold resumes
 from its last checkpoint in its folder. So on several machines the run folder must be on
@@ -46,6 +47,12 @@ def start_ray(address: str | None = None, num_cpus: int | None = None):
     return ray
 
 
+def _task_resources(cpus: int, cluster_gpus: float) -> dict:
+    if cluster_gpus:
+        return {"num_cpus": cpus, "num_gpus": 1, "max_calls": 1}
+    return {"num_cpus": cpus}
+
+
 def _threads_for(cpus: int) -> None:
     """TensorFlow in a fold's worker uses the CPU threads its task was given."""
     os.environ["OMP_NUM_THREADS"] = str(cpus)
@@ -60,7 +67,12 @@ def _threads_for(cpus: int) -> None:
 
 def _fold_task(fold_function, job, tiles, out_dir, cpus):
     _threads_for(cpus)
-    return fold_function(job, tiles, Path(out_dir), 0)
+    try:
+        return fold_function(job, tiles, Path(out_dir), 0)
+    finally:
+        import keras
+
+        keras.backend.clear_session()  # a reused worker starts its next fold without this one's graphs
 
 
 class RayRunner:
@@ -81,8 +93,7 @@ class RayRunner:
             return
         ray = start_ray(self.address, self.num_cpus)
         gpus = ray.cluster_resources().get("GPU", 0)
-        task = ray.remote(num_cpus=self.cpus_per_fold, num_gpus=1 if gpus else 0, max_retries=self.max_retries,
-                          max_calls=1)(_fold_task)
+        task = ray.remote(**_task_resources(self.cpus_per_fold, gpus), max_retries=self.max_retries)(_fold_task)
         tiles_ref = ray.put(tiles)
         pending = {task.remote(self.fold_function or run_fold, job, tiles_ref, str(out_dir), self.cpus_per_fold): job
                    for job in jobs}
@@ -130,8 +141,7 @@ def run_slides_on_ray(model_path, slides: list[tuple[str, Path]], options: dict,
     as `nucseg slide` does; a lost worker's slide resumes from its last written part."""
     ray = start_ray(address)
     gpus = ray.cluster_resources().get("GPU", 0)
-    task = ray.remote(num_cpus=cpus_per_slide, num_gpus=1 if gpus else 0, max_retries=max_retries,
-                      max_calls=1)(_slide_task)
+    task = ray.remote(**_task_resources(cpus_per_slide, gpus), max_retries=max_retries)(_slide_task)
     pending = {task.remote(str(model_path), {}, str(path), str(out), dict(options), cpus_per_slide): path
                for path, out in slides}
     summaries = []

@@ -14,7 +14,7 @@ from nucseg.inference.baseline import hematoxylin
 from nucseg.config import Config
 from nucseg.inference.postprocess import instances_from_config
 from nucseg.inference.predict import tile_starts
-from nucseg.inference.slide import SlideError, run_slide, tile_cores
+from nucseg.inference.slide import SlideError, choose_level, run_slide, tile_cores
 
 MPP = 0.25
 
@@ -54,6 +54,13 @@ def test_tile_cores_partition_the_region():
     assert cores[0][0] == 0 and cores[-1][1] == 1224
     assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))
     assert all(s <= lo and hi <= s + 512 for s, (lo, hi) in zip(starts, cores))
+
+
+def test_the_level_read_is_the_coarsest_not_coarser_than_the_model():
+    assert choose_level([1, 2, 4], base_mpp=0.25, target_mpp=0.25) == 0
+    assert choose_level([1, 2, 4], base_mpp=0.25, target_mpp=0.5) == 1  # a 20x model on a 40x slide
+    assert choose_level([1, 2, 4], base_mpp=0.25, target_mpp=0.7) == 1  # never coarser than the model
+    assert choose_level([1, 4], base_mpp=0.5, target_mpp=0.25) == 0  # a 20x slide for a 40x model: upsampled
 
 
 def test_slide_finds_the_nuclei_of_the_whole_mosaic_once_and_whole(mosaic, tmp_path):

@@ -89,13 +89,11 @@ def slide_mpp(slide, path, given: float | None = None) -> float:
     return float(value)
 
 
-def choose_level(downsamples, base_mpp: float, target_mpp: float) -> tuple[int, float]:
-    """The coarsest level not coarser than target_mpp (5 % slack), and the level pixels per
-    processing pixel (>= 1 where the level must be shrunk to the target, < 1 where the slide is
-    coarser than the target at full resolution)."""
+def choose_level(downsamples, base_mpp: float, target_mpp: float) -> int:
+    """The coarsest level not coarser than target_mpp (5 % slack); level 0 where the slide is
+    coarser than the target even at full resolution (its tiles are then upsampled)."""
     candidates = [i for i, d in enumerate(downsamples) if base_mpp * d <= target_mpp * 1.05] or [0]
-    level = max(candidates, key=lambda i: downsamples[i])
-    return level, target_mpp / (base_mpp * downsamples[level])
+    return max(candidates, key=lambda i: downsamples[i])
 
 
 def tile_cores(length: int, tile: int, overlap: int) -> dict[int, tuple[float, float]]:
@@ -106,7 +104,7 @@ def tile_cores(length: int, tile: int, overlap: int) -> dict[int, tuple[float, f
     return dict(zip(starts, zip([0.0, *middles], [*middles, float(length)])))
 
 
-def tissue_fraction_map(slide, region) -> tuple[np.ndarray, float]:
+def tissue_mask(slide, region) -> tuple[np.ndarray, float]:
     """Boolean tissue mask of the region on a low-resolution image, and level-0 pixels per
     mask pixel. Tissue: coloured (saturation above 0.05) or dark (grey below 200); white glass,
     pale fat and grey background are not. Then closed, so that nuclei-poor tissue stays in."""
@@ -130,10 +128,10 @@ def plan_slide(slide, path, config, region=None, tile: int = 1024, overlap: int 
     x, y, w, h = region
     if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > full_w or y + h > full_h:
         raise SlideError(f"{path}: --region {x} {y} {w} {h} is not inside the slide (0 0 {full_w} {full_h})")
-    level, _ = choose_level(slide.level_downsamples, base_mpp, config.mpp)
+    level = choose_level(slide.level_downsamples, base_mpp, config.mpp)
     to_level0 = config.mpp / base_mpp
     width, height = max(1, round(w / to_level0)), max(1, round(h / to_level0))
-    tissue, per_mask_pixel = tissue_fraction_map(slide, region)
+    tissue, per_mask_pixel = tissue_mask(slide, region)
     tiles = []
     for ty in tile_starts(height, tile, overlap):
         for tx in tile_starts(width, tile, overlap):
