@@ -45,3 +45,18 @@ def make_generic_dataset(root: Path, patients=("P1", "P2"), tiles=2, size=64) ->
             write_png(root / patient / f"t{t}.png", rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
             write_png(root / patient / f"t{t}_label.png", blob_label(size))
     return root
+
+
+def kill_after_first_checkpoint(monkeypatch):
+    """From now on a fold is killed (KeyboardInterrupt) right after its first checkpoint;
+    returns the real EpochCheckpoint.on_epoch_end, to put back with monkeypatch.setattr."""
+    from nucseg.training.train import EpochCheckpoint
+
+    original = EpochCheckpoint.on_epoch_end
+
+    def killed(self, epoch, logs=None):
+        original(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", killed)
+    return original

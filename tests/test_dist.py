@@ -8,6 +8,8 @@ import pytest
 from scipy import ndimage
 from skimage.morphology import h_maxima
 
+from conftest import kill_after_first_checkpoint
+
 from nucseg.cli import main
 from nucseg.config import Config
 from nucseg.training.losses import masked_mean_squared_error
@@ -88,13 +90,7 @@ def test_dist_fold_trains_resumes_exports_and_predicts_nuclei(glioma_path, tmp_p
     args = ["train", "--data", str(glioma_path), "--arch", "dist", "--val-patient", patient, "--profile", "quick",
             "--steps", "60", "--crop", "64", "--set", "steps_per_epoch=30", "--set", "base_filters=4", "--set", "unet_depth=2",
             "--out", str(fold), "--verbose", "0"]
-    original = EpochCheckpoint.on_epoch_end
-
-    def killed_after_the_first_epoch(self, epoch, logs=None):
-        original(self, epoch, logs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", killed_after_the_first_epoch)
+    original = kill_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         main(args)
     assert (fold / "checkpoint.keras").is_file() and not (fold / "scores.json").exists()

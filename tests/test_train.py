@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import kill_after_first_checkpoint
+
 from nucseg.config import Config, ConfigError
 from nucseg.errors import TrainingDiverged
 from nucseg.training.optimizer import schedule_of
@@ -58,13 +60,7 @@ def test_another_configuration_in_the_same_folder_is_refused(trained_fold, gliom
 
 def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_if_never_killed(glioma_tiles, glioma_path, tmp_path, monkeypatch):
     config = fold_config(glioma_path, steps=60, steps_per_epoch=30)
-    original = EpochCheckpoint.on_epoch_end
-
-    def killed_after_first_checkpoint(self, epoch, logs=None):
-        original(self, epoch, logs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", killed_after_first_checkpoint)
+    original = kill_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train_fold(config, glioma_tiles, HELD_OUT, tmp_path / "killed", verbose=0)
     checkpoint = keras.models.load_model(tmp_path / "killed" / CHECKPOINT)
