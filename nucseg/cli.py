@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from nucseg.config import ARCHITECTURES, DEFAULT_DATA, PROFILES, Config, ConfigError, resolve_data_path
+from nucseg.config import ARCHITECTURES, DEFAULT_DATA, PRECISIONS, PROFILES, Config, ConfigError, resolve_data_path
 from nucseg.errors import InputError, TrainingDiverged
 from nucseg.training.health import describe_flags
 
@@ -144,14 +144,14 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _model_and_config(model_path: str, overrides: dict | None = None):
+def _model_and_config(model_path: str, overrides: dict | None = None, precision: str = "float32"):
     """(predictor, Config of its post-processing): the model's saved config.json and
     postprocess.json where they are beside it, else the defaults for its output kind; then
     `overrides` (None values ignored)."""
     from nucseg.inference.export import model_config
     from nucseg.inference.predict import load_predictor, output_kind_of
 
-    predictor = load_predictor(model_path)
+    predictor = load_predictor(model_path, precision)
     saved, config = model_config(model_path, output_kind_of(predictor))
     if saved is None:
         print(f"note: no config.json beside {model_path}; default post-processing of a {config.output_kind} map",
@@ -229,11 +229,11 @@ def cmd_slide(args) -> int:
         from nucseg.distributed import run_slides_on_ray
 
         options = {"tile": args.tile, "overlap": args.overlap, "batch_size": args.batch_size, "region": args.region,
-                   "mpp": args.mpp, "gzip_geojson": args.gzip, "tta": args.tta}
+                   "mpp": args.mpp, "gzip_geojson": args.gzip, "tta": args.tta, "precision": args.precision}
         run_slides_on_ray(args.model, [(p, Path(args.out) / n) for p, n in zip(args.slides, names)], options,
                           address=None if args.ray == "local" else args.ray)
         return 0
-    predictor, config = _model_and_config(args.model)
+    predictor, config = _model_and_config(args.model, precision=args.precision)
     predictor = with_tta(predictor) if args.tta else predictor
     for path, name in zip(args.slides, names):
         print(f"{path} -> {Path(args.out) / name}")
@@ -281,10 +281,33 @@ def cmd_bench_slide(args) -> int:
     from nucseg.bench.slide import bench_slide, format_slide_benchmark
     from nucseg.data.dataset import load_dataset
 
-    predictor, config = _model_and_config(args.model)
+    predictor, config = _model_and_config(args.model, precision=args.precision)
     tiles = load_dataset(resolve_data_path(args.data))
     print(format_slide_benchmark(bench_slide(predictor, config, tiles, Path(args.work), args.side, args.tile, args.overlap,
                                              args.batch_size)))
+    return 0
+
+
+def cmd_bench_stardist(args) -> int:
+    import pandas as pd
+
+    from nucseg.bench.stardist import bench_stardist_fold, import_stardist
+    from nucseg.data.dataset import load_dataset
+    from nucseg.io import write_text_atomic
+
+    import_stardist()  # says how to install it, before anything is read
+    tiles = load_dataset(resolve_data_path(args.data))
+    table = Path(args.out) / "folds.csv"
+    rows = pd.read_csv(table).to_dict("records") if table.is_file() else []
+    for patient in args.val_patients:
+        if any(row["val_patient"] == patient for row in rows):
+            print(f"{patient}: already in {table}")
+            continue
+        row = bench_stardist_fold(tiles, patient, Path(args.out), args.seconds)
+        rows.append(row)
+        write_text_atomic(table, pd.DataFrame(rows).to_csv(index=False))  # resumable fold by fold
+        print(f"{patient}: F1 {row['f1']:.3f}  AJI {row['aji']:.3f}  object F1 {row['object_f1']:.3f}  "
+              f"PQ {row['pq']:.3f}  ({row['steps']} steps, {row['seconds']:.0f} s)")
     return 0
 
 
@@ -329,6 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
     nets.add_argument("--steps-to-time", type=int, default=5)
     nets.set_defaults(run=cmd_bench_models)
 
+    stardist = bench.add_parser("stardist", help="StarDist trained from scratch on the same folds, for a given time")
+    _add_data(stardist)
+    stardist.add_argument("--val-patients", nargs="+", required=True, help="the held-out patients, one fold each")
+    stardist.add_argument("--seconds", type=float, required=True, help="wall time per fold (nucseg's fold time)")
+    stardist.add_argument("--out", required=True, help="StarDist's models and folds.csv (rerun to resume)")
+    stardist.set_defaults(run=cmd_bench_stardist)
+
     slide_bench = bench.add_parser("slide", help="megapixels/s and peak memory of `nucseg slide` on a mosaic slide")
     slide_bench.add_argument("model", help="model.keras or a SavedModel folder")
     _add_data(slide_bench)
@@ -337,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     slide_bench.add_argument("--tile", type=int, default=1024)
     slide_bench.add_argument("--overlap", type=int, default=128)
     slide_bench.add_argument("--batch-size", type=int, default=2)
+    _add_precision(slide_bench)
     slide_bench.set_defaults(run=cmd_bench_slide)
 
     train = commands.add_parser("train", help="train one leave-one-patient-out fold, export it, score it")
@@ -394,11 +425,17 @@ def build_parser() -> argparse.ArgumentParser:
     slide.add_argument("--mpp", type=float, help="microns per pixel of the slide where its file does not say")
     slide.add_argument("--gzip", action="store_true", help="write nuclei.geojson.gz")
     slide.add_argument("--tta", action="store_true", help="average the 8 flips and rotations of each tile")
+    _add_precision(slide)
     slide.add_argument("--verbose", type=int, default=1, choices=[0, 1], help="1: a progress bar (default)")
     slide.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                        help="one Ray task per slide: on a local Ray instance, or on the cluster at ADDRESS")
     slide.set_defaults(run=cmd_slide)
     return parser
+
+
+def _add_precision(parser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="bfloat16: faster on CPUs with AVX512_BF16 (the model's .keras file only)")
 
 
 def import_tensorflow_once() -> None:

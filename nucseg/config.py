@@ -20,6 +20,7 @@ from nucseg.errors import InputError
 
 ARCHITECTURES = ("pangnet", "fcn8", "deconvnet", "unet", "dist")
 DISTANCE_ARCHS = ("dist",)  # nets that regress each nucleus's distance map instead of class probabilities
+PRECISIONS = ("float32", "bfloat16")  # what an exported model can be run in (nucseg.inference.predict.load_predictor)
 INPUT_NORMS = ("unit", "per_image")
 DATA_ENV_VAR = "NUCSEG_DATA"
 DEFAULT_DATA = "data/tnbc"

@@ -128,7 +128,7 @@ def _slide_task(model_path, overrides, slide_path, out_dir, options, cpus):
     from nucseg.inference.predict import load_predictor, output_kind_of, with_tta
     from nucseg.inference.export import model_config
 
-    predictor = load_predictor(model_path)
+    predictor = load_predictor(model_path, options.pop("precision", "float32"))
     _, config = model_config(model_path, output_kind_of(predictor))
     config = config.replace(**overrides) if overrides else config
     predictor = with_tta(predictor) if options.pop("tta", False) else predictor

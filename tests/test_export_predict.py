@@ -36,6 +36,16 @@ def test_both_exports_load_through_nucseg(exported, glioma_tiles):
     np.testing.assert_allclose(from_keras, from_saved, atol=1e-5)
 
 
+def test_bfloat16_runs_the_keras_model_close_to_float32_and_a_saved_model_is_refused(exported, glioma_tiles):
+    image = glioma_tiles[0].image
+    full = predict_nucleus_map(load_predictor(exported / "model.keras"), image)
+    half = predict_nucleus_map(load_predictor(exported / "model.keras", precision="bfloat16"), image)
+    assert half.dtype == np.float32 and 0 < np.abs(half - full).max() < 0.1  # bfloat16 keeps 8 bits of mantissa
+    assert ((half > 0.5) == (full > 0.5)).mean() > 0.99
+    with pytest.raises(ModelLoadError, match="needs the model's .keras file"):
+        load_predictor(exported / "saved_model", precision="bfloat16")
+
+
 def test_tiled_prediction_of_a_large_odd_image_matches_one_pass(exported, glioma_tiles):
     predictor = load_predictor(exported / "model.keras")
     image = np.concatenate([glioma_tiles[0].image, glioma_tiles[1].image], axis=1)[:450, :1000]  # 450 x 1000

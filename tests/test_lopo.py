@@ -21,38 +21,41 @@ def quiet(*args):
 
 
 def test_killed_mid_fold_and_rerun_gives_every_row_once(glioma_tiles, glioma_path, tmp_path, monkeypatch):
-    config, out = tiny(glioma_path), tmp_path / "run"
+    config, out, patients = tiny(glioma_path), tmp_path / "run", PATIENTS[:3]
     original, calls = EpochCheckpoint.on_epoch_end, []
 
-    def killed_in_the_fourth_fold(self, epoch, logs=None):
+    def killed_in_the_third_fold(self, epoch, logs=None):
         original(self, epoch, logs)
         calls.append(epoch)
-        if len(calls) == 7:  # two checkpoints per fold: the first of fold 4
+        if len(calls) == 5:  # two checkpoints per fold: the first of fold 3
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", killed_in_the_fourth_fold)
+    def study():
+        return run_lopo(config, ["pangnet", "unet"], out, glioma_tiles, val_patients=patients, log=quiet, verbose=0)
+
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", killed_in_the_third_fold)
     with pytest.raises(KeyboardInterrupt):
-        run_lopo(config, ["pangnet", "unet"], out, glioma_tiles, log=quiet, verbose=0)
+        study()
     before = read_folds(out / "folds.csv")
-    assert list(before["val_patient"]) == PATIENTS[:3]
+    assert list(before["val_patient"]) == patients[:2]
     monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", original)
 
-    folds = run_lopo(config, ["pangnet", "unet"], out, glioma_tiles, log=quiet, verbose=0)
-    assert len(folds) == 10
+    folds = study()
+    assert len(folds) == 6
     assert not folds.duplicated(["arch", "val_patient"]).any()
-    assert sorted(folds.loc[folds["arch"] == "unet", "val_patient"]) == PATIENTS
-    pd.testing.assert_frame_equal(folds.iloc[:3], before)  # finished rows are left as they were
+    assert sorted(folds.loc[folds["arch"] == "unet", "val_patient"]) == patients
+    pd.testing.assert_frame_equal(folds.iloc[:2], before)  # finished rows are left as they were
     assert (folds["steps"] == 20).all() and folds["config_hash"].nunique() == 2
 
     summary = pd.read_csv(out / "summary.csv")
-    assert list(summary["arch"]) == ["pangnet", "unet"] and (summary["patients"] == 5).all()
+    assert list(summary["arch"]) == ["pangnet", "unet"] and (summary["patients"] == 3).all()
     assert {"f1_mean", "f1_std", "perf_mean", "aji_mean", "object_f1_mean", "pq_mean"} <= set(summary.columns)
-    assert "| pangnet | 5 |" in (out / "summary.md").read_text()
+    assert "| pangnet | 3 |" in (out / "summary.md").read_text()
     figures = {p.name for p in (out / "figures").iterdir()}
-    assert "boxplots.png" in figures and f"overlay_unet_{PATIENTS[0]}.png" in figures
-    assert len([f for f in figures if f.startswith("overlay_")]) == 10
+    assert "boxplots.png" in figures and f"overlay_unet_{patients[0]}.png" in figures
+    assert len([f for f in figures if f.startswith("overlay_")]) == 6
 
-    again = run_lopo(config, ["pangnet", "unet"], out, glioma_tiles, log=quiet, verbose=0)
+    again = study()
     pd.testing.assert_frame_equal(again, folds)
 
 

@@ -144,3 +144,17 @@ def test_a_20x_slide_is_read_at_the_models_40x(mosaic, tmp_path):
                      tile=512, overlap=128, verbose=0)
     full_table = pd.read_csv(tmp_path / "full" / "nuclei.csv")
     assert table["area_um2"].median() == pytest.approx(full_table["area_um2"].median(), rel=0.25)
+
+
+def test_the_slide_benchmark_builds_a_pyramid_and_prints_its_numbers(glioma_tiles, tmp_path):
+    import openslide
+
+    from nucseg.bench.slide import bench_slide, format_slide_benchmark
+
+    result = bench_slide(pixelwise_predictor, Config(), glioma_tiles, tmp_path, side=1024, tile=512, overlap=64, batch_size=2)
+    slide = openslide.OpenSlide(str(tmp_path / "mosaic_1024.tif"))
+    assert slide.dimensions == (1024, 1024) and slide.level_count == 3
+    assert float(slide.properties["openslide.mpp-x"]) == pytest.approx(MPP)
+    assert result["tiles"] == 9 and result["nuclei"] > 100  # 3 x 3 tiles of 512 overlapping by 64 or more
+    assert result["megapixels_per_second"] > 0 and result["net_megapixels_per_second"] > 0 and result["peak_memory_mb"] > 0
+    assert "megapixels/s" in format_slide_benchmark(result)

@@ -59,7 +59,7 @@ def test_another_configuration_in_the_same_folder_is_refused(trained_fold, gliom
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_if_never_killed(glioma_tiles, glioma_path, tmp_path, monkeypatch):
-    config = fold_config(glioma_path, steps=60, steps_per_epoch=30)
+    config = fold_config(glioma_path, steps=60, steps_per_epoch=30, tune_postprocess=False)
     original = kill_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train_fold(config, glioma_tiles, HELD_OUT, tmp_path / "killed", verbose=0)
@@ -87,7 +87,7 @@ def _weights(path):
 
 
 def test_killed_in_the_middle_of_an_epoch_it_redoes_that_epoch_only(glioma_tiles, glioma_path, tmp_path, monkeypatch):
-    config = fold_config(glioma_path, steps=60, steps_per_epoch=30)
+    config = fold_config(glioma_path, steps=60, steps_per_epoch=30, tune_postprocess=False)
     original = StopOnNaN.on_train_batch_end
 
     def killed_at_step_45(self, batch, logs=None):
@@ -112,7 +112,7 @@ def test_killed_in_the_middle_of_an_epoch_it_redoes_that_epoch_only(glioma_tiles
 def test_killed_during_export_it_exports_again_from_the_checkpoint(glioma_tiles, glioma_path, tmp_path, monkeypatch):
     import nucseg.inference.export
 
-    config = fold_config(glioma_path, steps=30, steps_per_epoch=30)
+    config = fold_config(glioma_path, steps=30, steps_per_epoch=30, tune_postprocess=False)
     original = nucseg.inference.export.replace_dir_atomic
 
     def killed_while_writing_the_saved_model(path, write_into):

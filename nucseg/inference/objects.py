@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from skimage.measure import find_contours, regionprops_table
+from skimage.measure import find_contours
 
 from nucseg.inference.baseline import hematoxylin
 from nucseg.io import save_with, write_png_atomic, write_text_atomic
@@ -41,38 +41,123 @@ def _without_collinear(ring: np.ndarray) -> np.ndarray:
     return ring[turns] if turns.sum() >= 3 else ring
 
 
+def nucleus_outlines(labels: np.ndarray, top: int = 0, left: int = 0) -> dict[int, list[list[float]]]:
+    """{id: closed outline} of every nucleus of a label image (see nucleus_polygon)."""
+    from scipy import ndimage
+
+    return {index: nucleus_polygon(labels[box] == index, box[0].start + top, box[1].start + left)
+            for index, box in enumerate(ndimage.find_objects(labels), start=1) if box is not None}
+
+
 def nuclei_table(labels: np.ndarray, image: np.ndarray, nucleus_map: np.ndarray | None = None,
                  map_name: str = "mean_probability", top: int = 0, left: int = 0) -> pd.DataFrame:
     """One row per nucleus: id, centroid (x, y, pixels of the full image), area and perimeter
     (pixels), eccentricity, solidity, mean hematoxylin optical density and the mean of the net's
-    nucleus map (`map_name`: its probability, or DIST's distance)."""
-    intensities = [hematoxylin(image)] + ([np.asarray(nucleus_map, np.float32)] if nucleus_map is not None else [])
-    table = regionprops_table(labels.astype(np.int64), intensity_image=np.stack(intensities, axis=-1),
-                              properties=("label", "centroid", "area", "perimeter", "eccentricity", "solidity",
-                                          "intensity_mean"))
+    nucleus map (`map_name`: its probability, or DIST's distance).
+
+    All nuclei are measured at once with bincounts over the label image (our own code because
+    regionprops measures one region at a time in Python: a quarter of a slide's time). Centroid,
+    area, eccentricity and perimeter are regionprops' (same moments, same 4-neighbour perimeter
+    estimate); solidity is the area over the pixels of the nucleus's convex hull, counted as in
+    regionprops to within a few pixels (see _hull_areas)."""
+    labels = np.asarray(labels)
+    count = int(labels.max(initial=0))
+    rows, cols = np.nonzero(labels)  # nucleus pixels only: a third of a tile or less
+    owner = labels[rows, cols].astype(np.intp)
+    area = np.bincount(owner, minlength=count + 1)[1:]
+    ids, present = np.arange(1, count + 1), area > 0
+
+    def mean(values):
+        return np.bincount(owner, weights=values, minlength=count + 1)[1:] / np.maximum(area, 1)
+
+    centre_r, centre_c = mean(rows), mean(cols)
+    d_r, d_c = rows - centre_r[owner - 1], cols - centre_c[owner - 1]
+    eccentricity = _eccentricity(mean(d_r * d_r), mean(d_c * d_c), mean(d_r * d_c))
+    border = _border(labels)
+    hull = _hull_areas(labels, border, count)[present]
     frame = pd.DataFrame({
-        "id": table["label"], "centroid_x": table["centroid-1"] + left + 0.5, "centroid_y": table["centroid-0"] + top + 0.5,
-        "area": table["area"].astype(int), "perimeter": table["perimeter"], "eccentricity": table["eccentricity"],
-        "solidity": table["solidity"], "mean_hematoxylin_od": table["intensity_mean-0"]})
+        "id": ids[present], "centroid_x": centre_c[present] + left + 0.5, "centroid_y": centre_r[present] + top + 0.5,
+        "area": area[present], "perimeter": _perimeters(labels, border, count)[present],
+        "eccentricity": eccentricity[present], "solidity": np.minimum(area[present] / hull, 1.0),
+        "mean_hematoxylin_od": mean(hematoxylin(image[rows, cols][None])[0])[present]})
     if nucleus_map is not None:
-        frame[map_name] = table["intensity_mean-1"]
+        frame[map_name] = mean(np.asarray(nucleus_map, np.float64)[rows, cols])[present]
     return frame
 
 
-def geojson_features(labels: np.ndarray, table: pd.DataFrame, top: int = 0, left: int = 0) -> list[dict]:
-    """A QuPath detection Feature per nucleus of `labels`, with its row of `table` as measurements."""
-    from scipy import ndimage
+def _eccentricity(var_r: np.ndarray, var_c: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """sqrt(1 - l2 / l1) of the eigenvalues l1 >= l2 of each region's coordinate covariance."""
+    half_sum, radius = (var_r + var_c) / 2, np.sqrt(((var_r - var_c) / 2) ** 2 + cov**2)
+    major, minor = half_sum + radius, np.maximum(half_sum - radius, 0)
+    return np.sqrt(1 - np.divide(minor, major, out=np.ones_like(major), where=major > 0))
 
-    measured = {int(row["id"]): row for row in table.round(4).to_dict("records")}  # one pass, not a lookup per nucleus
+
+_PERIMETER_WEIGHTS = np.zeros(50)
+_PERIMETER_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1
+_PERIMETER_WEIGHTS[[21, 33]] = np.sqrt(2)
+_PERIMETER_WEIGHTS[[13, 23]] = (1 + np.sqrt(2)) / 2
+
+
+def _neighbour(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """image shifted so that each pixel sees its neighbour (dy, dx); 0 past the edges."""
+    height, width = image.shape
+    return np.pad(image, 1)[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+
+
+_SIDES, _CORNERS = [(-1, 0), (1, 0), (0, -1), (0, 1)], [(-1, -1), (-1, 1), (1, -1), (1, 1)]
+
+
+def _border(labels: np.ndarray) -> np.ndarray:
+    """Pixels of a region with a 4-neighbour outside it (regionprops' perimeter pixels)."""
+    return (labels > 0) & np.logical_or.reduce([_neighbour(labels, dy, dx) != labels for dy, dx in _SIDES])
+
+
+def _perimeters(labels: np.ndarray, border: np.ndarray, count: int) -> np.ndarray:
+    """skimage.measure.perimeter(region, neighborhood=4) of every region 1..count at once: each
+    border pixel coded by its border neighbours of the same region (1 itself, 2 per side, 10 per
+    corner), and regionprops' weight per code."""
+    code = border.astype(np.int64)
+    for offsets, weight in ((_SIDES, 2), (_CORNERS, 10)):
+        for dy, dx in offsets:
+            code += weight * (_neighbour(border, dy, dx) & (_neighbour(labels, dy, dx) == labels))
+    return np.bincount(labels[border].astype(np.intp), weights=_PERIMETER_WEIGHTS[code[border]],
+                       minlength=count + 1)[1:]
+
+
+def _hull_areas(labels: np.ndarray, border: np.ndarray, count: int) -> np.ndarray:
+    """Pixels in the convex hull of each region, as regionprops' area_convex counts them, from the
+    hull of its pixel centres (its border pixels' are enough) by Pick's theorem: a convex lattice
+    polygon of area A and perimeter P holds about A + P / 2 + 1 lattice points. NaN for an id
+    without pixels."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    rows, cols = np.nonzero(border)
+    owner = labels[rows, cols]
+    order = np.argsort(owner, kind="stable")
+    points, owner = np.stack([rows, cols], axis=1)[order].astype(np.float64), owner[order]
+    starts = np.searchsorted(owner, np.arange(1, count + 2))
+    areas = np.full(count, np.nan)
+    for index in range(count):
+        region = points[starts[index] : starts[index + 1]]
+        if len(region):
+            try:
+                hull = ConvexHull(region)
+                areas[index] = hull.volume + hull.area / 2 + 1  # 2-D: volume is the area, area the perimeter
+            except QhullError:  # all centres on one line: the line's own pixels
+                areas[index] = np.ptp(region, axis=0).max() + 1
+    return areas
+
+
+def geojson_features(outlines: dict[int, list], table: pd.DataFrame) -> list[dict]:
+    """A QuPath detection Feature per nucleus of `table`, its outline from `outlines`
+    (nucleus_outlines) and its row as measurements."""
     features = []
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        polygon = nucleus_polygon(labels[box] == index, box[0].start + top, box[1].start + left)
-        measurements = {k: v for k, v in measured[index].items() if k not in ("centroid_x", "centroid_y")}
+    for row in table.round(4).to_dict("records"):
+        index = int(row["id"])
+        measurements = {k: v for k, v in row.items() if k not in ("centroid_x", "centroid_y")}
         measurements["id"] = index
         features.append({"type": "Feature",
-                         "geometry": {"type": "Polygon", "coordinates": [polygon]},
+                         "geometry": {"type": "Polygon", "coordinates": [outlines[index]]},
                          "properties": {"objectType": "detection", "name": f"nucleus {index}", "classification": NUCLEUS_CLASS,
                                         "measurements": measurements}})
     return features
@@ -96,8 +181,9 @@ def write_nuclei(labels: np.ndarray, image: np.ndarray, nucleus_map: np.ndarray,
                  map_name: str = "mean_probability") -> dict[str, Path]:
     """`<stem>_label.png` (or .tif), `<stem>.geojson` and `<stem>_nuclei.csv`, each atomically."""
     out_dir = Path(out_dir)
+    outlines = nucleus_outlines(labels)
     table = nuclei_table(labels, image, nucleus_map, map_name)
-    geojson = feature_collection(geojson_features(labels, table))
+    geojson = feature_collection(geojson_features(outlines, table))
     return {"label": write_label_image(labels, out_dir / f"{stem}_label"),
             "geojson": write_text_atomic(out_dir / f"{stem}.geojson", json.dumps(geojson)),
             "table": write_text_atomic(out_dir / f"{stem}_nuclei.csv", table.to_csv(index=False))}

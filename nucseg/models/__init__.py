@@ -39,13 +39,14 @@ def build_model(config) -> keras.Model:
     return in_mixed_precision(model) if config.mixed_precision else model
 
 
-def in_mixed_precision(model: keras.Model) -> keras.Model:
-    """The same net with float16 compute in every layer but the output (float32 probabilities or distance),
-    and the same weights (pretrained encoder and fixed normalisation included)."""
+def in_mixed_precision(model: keras.Model, policy: str = "mixed_float16") -> keras.Model:
+    """The same net with 16-bit compute (`policy`: "mixed_float16" for GPUs, "mixed_bfloat16" for
+    CPUs with AVX512_BF16 and TPUs) in every layer but the output (float32 probabilities or
+    distance), and the same weights (pretrained encoder and fixed normalisation included)."""
     def mixed(layer):
         config = layer.get_config()
         if layer.name not in OUTPUT_LAYERS:
-            config["dtype"] = "mixed_float16"
+            config["dtype"] = policy
         return layer.__class__.from_config(config)
 
     clone = keras.models.clone_model(model, clone_function=mixed)
