@@ -2,7 +2,7 @@
 their stored outputs are what nbval compares against; then strips what varies by machine and run
 (execution times, TensorFlow's start-up lines on stderr). Usage, from the project root:
 
-    NUCSEG_DATA=../shared/data/tcga_glioma NUCSEG_SMOKE=1 .venv/bin/python scripts/run_notebooks.py
+    NUCSEG_DATA=$(cd .. && pwd)/shared/data/tcga_glioma NUCSEG_SMOKE=1 .venv/bin/python scripts/run_notebooks.py
 """
 
 import sys
