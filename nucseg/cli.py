@@ -195,8 +195,8 @@ def cmd_evaluate(args) -> int:
     from nucseg.study.results import summarize_folds, summary_markdown
 
     _check_out_folder(args.out)
+    tiles = _only_patients(load_dataset(args.data), args.patients, args.data)
     predictor, config = _model_and_config(args.model)
-    tiles = load_dataset(args.data)
     name = Path(args.model).resolve().parent.name if Path(args.model).name in ("model.keras", "saved_model") else Path(args.model).stem
     name = f"{config.arch} ({name}){' + TTA' if args.tta else ''}"
     methods = {name: (lambda image: predict_nucleus_map(predictor, image, tta=args.tta), config),
@@ -217,6 +217,19 @@ def cmd_evaluate(args) -> int:
     print(f"{args.model} on {args.data}: {len(tiles)} tiles, mean ± std over patients (post-processing: {chosen})\n")
     print(markdown)
     return 0
+
+
+def _only_patients(tiles, patients, data) -> list:
+    """The tiles of `patients` (all where None); an unknown patient is refused by name."""
+    from nucseg.data.dataset import patients_of
+
+    if not patients:
+        return tiles
+    known = patients_of(tiles)
+    unknown = [p for p in patients if p not in known]
+    if unknown:
+        raise InputError(f"{data}: no patient {', '.join(unknown)}; its patients are {', '.join(known)}")
+    return [t for t in tiles if t.patient in patients]
 
 
 def cmd_slide(args) -> int:
@@ -399,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", help="a data set folder (TNBC or generic layout)")
     evaluate.add_argument("--out", required=True, help="folder for tiles.csv, patients.csv, summary.csv, summary.md")
     evaluate.add_argument("--tta", action="store_true", help="average the 8 flips and rotations of each tile")
+    evaluate.add_argument("--patients", nargs="+", metavar="PATIENT",
+                          help="score these patients' tiles only (e.g. a fold's held-out patient)")
     evaluate.set_defaults(run=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="nuclei of images of any size: label image, GeoJSON, table, map, mask")

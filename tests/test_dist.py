@@ -4,6 +4,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage
 from skimage.morphology import h_maxima
@@ -80,7 +81,7 @@ def test_dist_config_post_processes_a_distance_map():
     assert labels.max() == 2
 
 
-def test_dist_fold_trains_resumes_exports_and_predicts_nuclei(glioma_path, tmp_path, monkeypatch):
+def test_dist_fold_trains_resumes_exports_and_predicts_nuclei(glioma_path, tmp_path, monkeypatch, capsys):
     from nucseg.inference.export import saved_config
     from nucseg.inference.predict import load_predictor, output_kind_of
     from nucseg.training.train import EpochCheckpoint
@@ -111,9 +112,11 @@ def test_dist_fold_trains_resumes_exports_and_predicts_nuclei(glioma_path, tmp_p
     written = {p.name for p in out.iterdir()}
     stem = image.stem
     assert {f"{stem}_dist.png", f"{stem}_mask.png", f"{stem}_label.png", f"{stem}.geojson", f"{stem}_nuclei.csv"} <= written
-    one_patient = tmp_path / "one_patient"  # evaluate on the held-out patient's tiles only: enough, and quick
-    one_patient.mkdir()
-    (one_patient / patient).symlink_to(glioma_path / patient, target_is_directory=True)
-    assert main(["evaluate", str(fold / "model.keras"), str(one_patient), "--out", str(tmp_path / "eval")]) == 0
+    evaluate = ["evaluate", str(fold / "model.keras"), str(glioma_path), "--out", str(tmp_path / "eval"), "--patients"]
+    capsys.readouterr()
+    assert main(evaluate + ["TCGA-NOPE"]) == 2  # refused by name, before the model is loaded
+    assert "no patient TCGA-NOPE; its patients are TCGA-DB-5270" in capsys.readouterr().err
+    assert main(evaluate + [patient]) == 0  # the held-out patient's tiles only: enough, and quick
+    assert set(pd.read_csv(tmp_path / "eval" / "tiles.csv")["patient"]) == {patient}
     summary = (tmp_path / "eval" / "summary.md").read_text()
     assert "| dist (fold) |" in summary and "| otsu-hematoxylin |" in summary
