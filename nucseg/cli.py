@@ -310,6 +310,7 @@ def cmd_bench_stardist(args) -> int:
 
     import_stardist()  # says how to install it, before anything is read
     tiles = load_dataset(resolve_data_path(args.data))
+    _only_patients(tiles, args.val_patients, args.data)  # an unknown patient is refused before any training
     table = Path(args.out) / "folds.csv"
     rows = pd.read_csv(table).to_dict("records") if table.is_file() else []
     for patient in args.val_patients:

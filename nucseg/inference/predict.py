@@ -36,7 +36,7 @@ def load_predictor(path: str | Path, precision: str = "float32"):
     path = Path(path)
     if precision not in PRECISIONS:
         raise ModelLoadError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
-    if precision != "float32" and not path.suffix == ".keras":
+    if precision != "float32" and path.suffix != ".keras":
         raise ModelLoadError(f"{path}: --precision {precision} needs the model's .keras file (a SavedModel's "
                              "graph is fixed in float32); pass <run>/<arch>/<patient>/model.keras")
     if path.is_dir() and (path / "saved_model.pb").is_file():

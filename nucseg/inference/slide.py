@@ -21,6 +21,7 @@ uninterrupted one: `nuclei.geojson` (or `.geojson.gz`), `nuclei.csv`, `overview.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import hashlib
 import json
@@ -222,11 +223,15 @@ def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int =
     done = 0
     # One thread finds a batch's nuclei while the next batch is read and predicted: numpy, SciPy
     # and scikit-image let go of the GIL for much of it (20 % less time, measured on 2 cores).
+    map_name = "mean_distance" if config.output_kind == "distance" else "mean_probability"
+    batch_nuclei = functools.partial(_batch_nuclei, plan, config, tile_cores(plan.width, tile, overlap),
+                                     tile_cores(plan.height, tile, overlap), map_name)
     with ThreadPoolExecutor(max_workers=1) as nuclei_thread:
         for number, part in enumerate(parts):
             part_path = out_dir / "parts" / f"{number:05d}.json"
             if not part_path.is_file():
-                write_json_atomic(part_path, _part_nuclei(slide, plan, part, predictor, config, batch_size, nuclei_thread))
+                write_json_atomic(part_path, _part_nuclei(slide, plan, part, predictor, batch_size, batch_nuclei,
+                                                          nuclei_thread))
             done += len(part)
             if bar:
                 bar.update(done)
@@ -236,9 +241,10 @@ def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int =
     return summary
 
 
-def _part_nuclei(slide, plan: SlidePlan, part, predictor, config, batch_size: int, nuclei_thread) -> dict:
+def _part_nuclei(slide, plan: SlidePlan, part, predictor, batch_size: int, batch_nuclei, nuclei_thread) -> dict:
     """The nuclei of a part's tiles (what parts/NNNNN.json holds), batch by batch: each batch's
-    nuclei are found in `nuclei_thread` while the next batch is predicted."""
+    nuclei are found (`batch_nuclei(group, images, maps)`) in `nuclei_thread` while the next
+    batch is predicted."""
     from nucseg.inference.predict import nucleus_channel
 
     found, previous = [], None
@@ -247,7 +253,7 @@ def _part_nuclei(slide, plan: SlidePlan, part, predictor, config, batch_size: in
         images = np.stack([read_tile(slide, plan, tx, ty) for tx, ty in group])
         maps = nucleus_channel(np.asarray(predictor(images.astype(np.float32))))
         found += previous.result() if previous else []
-        previous = nuclei_thread.submit(_batch_nuclei, plan, config, group, images, maps)
+        previous = nuclei_thread.submit(batch_nuclei, group, images, maps)
     found += previous.result() if previous else []
     tables = [table for features, table, _ in found if features]
     rows = pd.concat(tables) if tables else pd.DataFrame()
@@ -255,13 +261,10 @@ def _part_nuclei(slide, plan: SlidePlan, part, predictor, config, batch_size: in
             "rows": rows.to_numpy().tolist(), "cut": sum(cut for _, _, cut in found)}
 
 
-def _batch_nuclei(plan: SlidePlan, config, group, images, maps) -> list[tuple]:
+def _batch_nuclei(plan: SlidePlan, config, cores_x: dict, cores_y: dict, map_name: str, group, images, maps) -> list[tuple]:
     """tile_nuclei of each tile of a predicted batch."""
     from nucseg.inference.postprocess import instances_from_config
 
-    cores_x = tile_cores(plan.width, plan.tile, plan.overlap)
-    cores_y = tile_cores(plan.height, plan.tile, plan.overlap)
-    map_name = "mean_distance" if config.output_kind == "distance" else "mean_probability"
     return [tile_nuclei(instances_from_config(nucleus_map, config), image, nucleus_map, plan, tx, ty, cores_x[tx],
                         cores_y[ty], map_name) for (tx, ty), image, nucleus_map in zip(group, images, maps)]
 
