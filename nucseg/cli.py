@@ -20,6 +20,12 @@ def _add_data(parser):
     parser.add_argument("--data", help="dataset folder (default: $NUCSEG_DATA, then data/tnbc)")
 
 
+def _add_stain_reference(parser):
+    parser.add_argument("--stain-reference", metavar="DATA_OR_IMAGE",
+                        help="Macenko-normalise every image to the stains of this data set folder or image first "
+                             "(the model's training data, for slides from another lab)")
+
+
 def _add_config_options(parser):
     """Options that map onto Config fields; unset ones keep the profile's value."""
     parser.add_argument("--config", help="YAML or JSON configuration file (its `profile` key, then its fields)")
@@ -160,6 +166,26 @@ def _model_and_config(model_path: str, overrides: dict | None = None, precision:
     return predictor, config.replace(**changes) if changes else config
 
 
+def _stain_normaliser(reference: str | None):
+    """image -> image: Macenko-normalised to the stains of `reference` (a data set folder or an
+    image, e.g. the model's training data), or unchanged without one."""
+    if reference is None:
+        return lambda image: image
+    from nucseg.data.dataset import load_dataset, read_image
+    from nucseg.data.stain import fit_reference, normalise
+
+    path = Path(reference)
+    if not path.exists():
+        raise InputError(f"--stain-reference {reference}: no such file or folder; give the model's training data "
+                         "set (a folder) or an image in the stains it was trained on")
+    images = [t.image for t in load_dataset(path)] if path.is_dir() else [read_image(path)]
+    try:
+        target = fit_reference(images)
+    except ValueError as err:
+        raise InputError(f"--stain-reference {reference}: {err}") from err
+    return lambda image: normalise(image, target)
+
+
 def cmd_predict(args) -> int:
     from nucseg.data.dataset import read_image
     from nucseg.inference.objects import write_nuclei
@@ -173,10 +199,12 @@ def cmd_predict(args) -> int:
     names = output_names(args.images)
     predictor, config = _model_and_config(args.model, {"threshold": args.threshold, "min_object_size": args.min_size,
                                                        "dist_threshold": args.dist_threshold, "dist_lambda": args.dist_lambda})
+    stain_normalised = _stain_normaliser(args.stain_reference)
     out = Path(args.out)
     for path, name in zip(args.images, names):
         image = read_image(path)
-        nucleus_map = predict_nucleus_map(predictor, image, tile=args.tile, overlap=args.overlap, tta=args.tta)
+        nucleus_map = predict_nucleus_map(predictor, stain_normalised(image), tile=args.tile, overlap=args.overlap,
+                                          tta=args.tta)
         map_png, mask_png = write_prediction(nucleus_map, foreground(nucleus_map, config), out, name, config.output_kind)
         labels = instances_from_config(nucleus_map, config)
         map_name = "mean_distance" if config.output_kind == "distance" else "mean_probability"
@@ -196,10 +224,11 @@ def cmd_evaluate(args) -> int:
 
     _check_out_folder(args.out)
     tiles = _only_patients(load_dataset(args.data), args.patients, args.data)
+    stain_normalised = _stain_normaliser(args.stain_reference)
     predictor, config = _model_and_config(args.model)
     name = Path(args.model).resolve().parent.name if Path(args.model).name in ("model.keras", "saved_model") else Path(args.model).stem
-    name = f"{config.arch} ({name}){' + TTA' if args.tta else ''}"
-    methods = {name: (lambda image: predict_nucleus_map(predictor, image, tta=args.tta), config),
+    name = f"{config.arch} ({name}){' + Macenko' if args.stain_reference else ''}{' + TTA' if args.tta else ''}"
+    methods = {name: (lambda image: predict_nucleus_map(predictor, stain_normalised(image), tta=args.tta), config),
                BASELINE_NAME: (otsu_nucleus_map, baseline_config(config))}
     tile_table, patient_table = evaluate_methods(methods, tiles)
     summary = summarize_folds(patient_table)
@@ -308,16 +337,20 @@ def cmd_bench_stardist(args) -> int:
     from nucseg.data.dataset import load_dataset
     from nucseg.io import write_text_atomic
 
-    import_stardist()  # says how to install it, before anything is read
     tiles = load_dataset(resolve_data_path(args.data))
     _only_patients(tiles, args.val_patients, args.data)  # an unknown patient is refused before any training
     table = Path(args.out) / "folds.csv"
     rows = pd.read_csv(table).to_dict("records") if table.is_file() else []
+    budgets = {row.get("budget_seconds") for row in rows if pd.notna(row.get("budget_seconds"))} - {args.seconds}
+    if budgets:  # a table of folds given other times would compare nothing
+        raise InputError(f"{table} holds folds run with --seconds {', '.join(f'{b:g}' for b in sorted(budgets))}, "
+                         f"not {args.seconds:g}: rerun with that --seconds to resume, or use a new --out")
+    import_stardist()  # says how to install it
     for patient in args.val_patients:
         if any(row["val_patient"] == patient for row in rows):
             print(f"{patient}: already in {table}")
             continue
-        row = bench_stardist_fold(tiles, patient, Path(args.out), args.seconds)
+        row = {**bench_stardist_fold(tiles, patient, Path(args.out), args.seconds), "budget_seconds": args.seconds}
         rows.append(row)
         write_text_atomic(table, pd.DataFrame(rows).to_csv(index=False))  # resumable fold by fold
         print(f"{patient}: F1 {row['f1']:.3f}  AJI {row['aji']:.3f}  object F1 {row['object_f1']:.3f}  "
@@ -413,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", help="a data set folder (TNBC or generic layout)")
     evaluate.add_argument("--out", required=True, help="folder for tiles.csv, patients.csv, summary.csv, summary.md")
     evaluate.add_argument("--tta", action="store_true", help="average the 8 flips and rotations of each tile")
+    _add_stain_reference(evaluate)
     evaluate.add_argument("--patients", nargs="+", metavar="PATIENT",
                           help="score these patients' tiles only (e.g. a fold's held-out patient)")
     evaluate.set_defaults(run=cmd_evaluate)
@@ -428,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--dist-lambda", type=float, help="DIST: h of the h-maxima markers (default: the model's)")
     predict.add_argument("--min-size", type=int, help="smallest nucleus kept, in pixels (default: the model's)")
     predict.add_argument("--tta", action="store_true", help="average the 8 flips and rotations of each image")
+    _add_stain_reference(predict)
     predict.set_defaults(run=cmd_predict)
 
     slide = commands.add_parser("slide", help="nuclei of whole-slide images (OpenSlide): GeoJSON, table, overview")

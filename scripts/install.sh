@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"
+# One install at a time: main.sh and test.sh started together would otherwise both reinstall
+# into the same .venv, and one of them fails halfway. The second waits, then finds it done.
+if command -v flock >/dev/null; then
+  exec 9>.venv.lock
+  flock 9
+fi
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi

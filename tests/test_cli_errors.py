@@ -88,3 +88,20 @@ def test_manifest_row_with_too_few_fields(tmp_path, capsys):
     (data / "manifest.csv").write_text("patient,image,label\nP1,P1/t0.png,P1/t0_label.png\nP2,P2/t0.png\n")
     assert main(["data", "check", str(data)]) == 1
     assert "manifest.csv:3: the row has no patient, image or label value" in capsys.readouterr().err
+
+
+def test_bench_stardist_refuses_a_table_of_other_fold_times(tmp_path, capsys):
+    data = make_generic_dataset(tmp_path / "data")
+    out = tmp_path / "stardist"
+    out.mkdir()
+    table = "method,val_patient,f1,budget_seconds\nstardist,P1,0.7,100.0\n"
+    (out / "folds.csv").write_text(table)
+    fails_with(["bench", "stardist", "--data", str(data), "--val-patients", "P1", "P2", "--seconds", "316",
+                "--out", str(out)], capsys, "folds run with --seconds 100, not 316: rerun with that --seconds")
+    assert (out / "folds.csv").read_text() == table
+
+
+def test_bench_stardist_refuses_an_unknown_patient(tmp_path, capsys):
+    data = make_generic_dataset(tmp_path / "data")
+    fails_with(["bench", "stardist", "--data", str(data), "--val-patients", "P7", "--seconds", "10",
+                "--out", str(tmp_path / "o")], capsys, "no patient P7; its patients are P1, P2")

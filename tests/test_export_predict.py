@@ -165,6 +165,35 @@ def test_evaluate_scores_a_model_and_the_otsu_baseline_per_tile_and_patient(expo
         assert baseline[tile.tile_id] == pytest.approx(expected)
 
 
+def test_evaluate_with_a_stain_reference_predicts_the_normalised_tiles(exported, glioma_tiles, tmp_path, capsys):
+    import pandas as pd
+
+    from nucseg.data.stain import fit_reference, normalise
+    from nucseg.inference.export import model_config
+    from nucseg.inference.postprocess import foreground
+    from nucseg.inference.predict import load_predictor, predict_nucleus_map
+    from nucseg.study.metrics import pixel_counts
+
+    tile, reference = glioma_tiles[0], glioma_tiles[-1]
+    write_png(tmp_path / "data" / tile.patient / f"{tile.tile_id}.png", tile.image)
+    write_png(tmp_path / "data" / tile.patient / f"{tile.tile_id}_label.png", tile.label.astype(np.uint16))
+    write_png(tmp_path / "reference.png", reference.image)
+    code = main(["evaluate", str(exported / "saved_model"), str(tmp_path / "data"), "--stain-reference",
+                 str(tmp_path / "reference.png"), "--out", str(tmp_path / "ev")])
+    assert code == 0
+    tiles = pd.read_csv(tmp_path / "ev" / "tiles.csv").set_index("method")
+    model_rows = [m for m in tiles.index if m.endswith("+ Macenko")]
+    assert len(model_rows) == 1
+    predictor = load_predictor(exported / "saved_model")
+    _, config = model_config(exported / "saved_model", "probability")
+    nucleus_map = predict_nucleus_map(predictor, normalise(tile.image, fit_reference([reference.image])))
+    normalised = pixel_counts(foreground(nucleus_map, config), tile.label).scores()
+    raw = pixel_counts(foreground(predict_nucleus_map(predictor, tile.image), config), tile.label).scores()
+    assert normalised["predicted_fraction"] != raw["predicted_fraction"]  # the stains reach the net
+    for score in ("f1", "predicted_fraction"):
+        assert tiles.loc[model_rows[0], score] == pytest.approx(normalised[score], abs=1e-6)
+
+
 def test_train_on_every_patient_exports_a_model_and_scores_nothing(glioma_path, tmp_path, capsys):
     out = tmp_path / "all"
     code = main(["train", "--data", str(glioma_path), "--arch", "pangnet", "--all-patients", "--profile", "quick",

@@ -18,7 +18,7 @@ from nucseg.inference.postprocess import distance_maxima, instances_from_config,
 POSTPROCESS_FILE = "postprocess.json"
 GRIDS = {
     "probability": {"threshold": (0.4, 0.5, 0.6), "watershed_min_distance": (5, 7, 10)},
-    "distance": {"dist_threshold": (0.5, 1.0, 1.5, 2.0), "dist_lambda": (0.5, 1.0, 2.0, 3.0)},
+    "distance": {"dist_threshold": (0.5, 0.75, 1.0, 1.5, 2.0), "dist_lambda": (0.5, 1.0, 2.0, 3.0)},
 }
 CHOSEN_FIELDS = ("threshold", "watershed_min_distance", "watershed_footprint", "dist_threshold", "dist_lambda")
 MAX_TILES = 16  # training tiles predicted for the choice, spread over the patients
