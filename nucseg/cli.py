@@ -10,14 +10,21 @@ from pathlib import Path
 
 from nucseg.config import ARCHITECTURES, DEFAULT_DATA, PRECISIONS, PROFILES, Config, ConfigError, resolve_data_path
 from nucseg.errors import InputError, TrainingDiverged
+from nucseg.io import FolderBusy, RunLock
 from nucseg.training.health import describe_flags
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
 
 
-def _add_data(parser):
-    parser.add_argument("--data", help="dataset folder (default: $NUCSEG_DATA, then data/tnbc)")
+def _add_data(parser, several: bool = False):
+    if several:
+        parser.add_argument("--data", nargs="+", metavar="DATA",
+                            help="data set folder(s); several are trained on together, drawn evenly "
+                                 "(default: $NUCSEG_DATA, then data/tnbc)")
+    else:
+        parser.add_argument("--data", help="dataset folder (default: $NUCSEG_DATA, then data/tnbc)")
 
 
 def _add_stain_reference(parser):
@@ -54,8 +61,12 @@ def config_from_args(args, **fixed) -> Config:
     for item in args.set:
         name, _, value = item.partition("=")
         changes[name] = _parse_field(name, value)
+    if getattr(args, "init", None):
+        changes["init"] = args.init
     from_file = args.config and config.data != DEFAULT_DATA
     data = getattr(args, "data", None) or (config.data if from_file else resolve_data_path())
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
     return config.replace(**{**changes, **fixed, "data": data})
 
 
@@ -100,6 +111,11 @@ def cmd_data_check(args) -> int:
     for row in rows:
         print(f"{row['patient']:<16} {row['tiles']:>5} {row['nuclei']:>6}  {row['sizes']}")
     print(f"{len(rows)} patients, {len(tiles)} tiles, {sum(r['nuclei'] for r in rows)} nuclei")
+    for row in rows:
+        if row["nuclei"] == 0:
+            print(f"warning: patient {row['patient']} has no nucleus in its labels: as a held-out patient its "
+                  "sensitivity (TPR) and Perf are undefined (NaN, flagged `empty` in folds.csv); check its "
+                  "label files", file=sys.stderr)
     return 0
 
 
@@ -119,14 +135,9 @@ def cmd_bench_pipeline(args) -> int:
     from nucseg.data.dataset import load_dataset
 
     config = config_from_args(args)
-    results = bench_pipeline(load_dataset(config.data), config, seconds=args.seconds)
+    results = bench_pipeline(load_dataset(config.data, mpp=config.mpp), config, seconds=args.seconds)
     print(format_throughputs(results, config.crop))
     return 0
-
-
-def _check_out_folder(out: str) -> None:
-    if Path(out).exists() and not Path(out).is_dir():
-        raise InputError(f"--out {out} is a file; pass a folder (it is created if missing).")
 
 
 def cmd_train(args) -> int:
@@ -134,16 +145,15 @@ def cmd_train(args) -> int:
     from nucseg.study.folds import fold_for
     from nucseg.training.train import train_fold
 
-    _check_out_folder(args.out)
     config = config_from_args(args, arch=args.arch)
-    tiles = load_dataset(config.data)
+    tiles = load_dataset(config.data, mpp=config.mpp)
     if args.val_patient:
         fold_for(patients_of(tiles), args.val_patient)  # an unknown patient is named before anything is written
     result = train_fold(config, tiles, args.val_patient, args.out, verbose=args.verbose)
     held_out = f"held-out patient {result.val_patient}" if args.val_patient else "trained on every patient"
     print(f"{config.arch}, {held_out}: {result.steps} steps, {result.seconds} s")
     if result.flags:
-        print(f"WARNING: this fold did not learn: {describe_flags(result.flags)}", file=sys.stderr)
+        print(f"WARNING: {describe_flags(result.flags)}", file=sys.stderr)
     if args.val_patient:
         print("  " + "  ".join(f"{k}={v:.4f}" for k, v in result.scores.items()))
     print(f"  models: {Path(args.out) / 'model.keras'}, {Path(args.out) / 'saved_model'}")
@@ -192,7 +202,6 @@ def cmd_predict(args) -> int:
     from nucseg.inference.postprocess import foreground, instances_from_config
     from nucseg.inference.predict import check_tiling, output_names, predict_nucleus_map, write_prediction
 
-    _check_out_folder(args.out)
     check_tiling(args.tile, args.overlap)
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise InputError(f"--threshold {args.threshold}: a probability threshold is between 0 and 1.")
@@ -222,7 +231,6 @@ def cmd_evaluate(args) -> int:
     from nucseg.inference.predict import predict_nucleus_map
     from nucseg.study.results import summarize_folds, summary_markdown
 
-    _check_out_folder(args.out)
     tiles = _only_patients(load_dataset(args.data), args.patients, args.data)
     stain_normalised = _stain_normaliser(args.stain_reference)
     predictor, config = _model_and_config(args.model)
@@ -230,6 +238,7 @@ def cmd_evaluate(args) -> int:
     name = f"{config.arch} ({name}){' + Macenko' if args.stain_reference else ''}{' + TTA' if args.tta else ''}"
     methods = {name: (lambda image: predict_nucleus_map(predictor, stain_normalised(image), tta=args.tta), config),
                BASELINE_NAME: (otsu_nucleus_map, baseline_config(config))}
+    _warn_in_sample(args.model, args.data, tiles)
     tile_table, patient_table = evaluate_methods(methods, tiles)
     summary = summarize_folds(patient_table)
     out = Path(args.out)
@@ -246,6 +255,22 @@ def cmd_evaluate(args) -> int:
     print(f"{args.model} on {args.data}: {len(tiles)} tiles, mean ± std over patients (post-processing: {chosen})\n")
     print(markdown)
     return 0
+
+
+def _warn_in_sample(model_path: str, data: str, tiles) -> None:
+    """A warning naming the scored patients the model was trained on (from its fold's saved
+    configuration and scores.json): their scores are in-sample, not held out."""
+    from nucseg.inference.export import training_patients
+
+    trained = training_patients(model_path)
+    if not trained:
+        return
+    name = Path(data).resolve().name
+    seen = sorted({t.patient for t in tiles if (name, t.patient) in trained})
+    if seen:
+        print(f"WARNING: {model_path} was trained on {len(seen)} of the scored patients ({', '.join(seen)} of {data}): "
+              "their scores are in-sample, not held out. Score a fold's model on its held-out patient only "
+              "(--patients).", file=sys.stderr)
 
 
 def _only_patients(tiles, patients, data) -> list:
@@ -265,7 +290,6 @@ def cmd_slide(args) -> int:
     from nucseg.inference.predict import output_names, with_tta
     from nucseg.inference.slide import run_slide
 
-    _check_out_folder(args.out)
     names = output_names(args.slides)
     if args.ray is not None:
         from nucseg.distributed import run_slides_on_ray
@@ -291,7 +315,6 @@ def cmd_lopo(args) -> int:
     from nucseg.study.lopo import read_grid, run_grid, run_lopo
     from nucseg.study.results import summary_markdown, summarize_folds
 
-    _check_out_folder(args.out)
     config = config_from_args(args)
     runner = None
     if args.ray is not None:
@@ -310,12 +333,22 @@ def cmd_lopo(args) -> int:
     return 0
 
 
+def cmd_lodo(args) -> int:
+    from nucseg.study.lodo import lodo_markdown, run_lodo
+
+    config = config_from_args(args)
+    folds = run_lodo(config, args.arch, args.out, verbose=args.verbose)
+    print(f"\n{len(folds)} rows in {Path(args.out) / 'folds.csv'}:\n")
+    print(lodo_markdown(folds))
+    return 0
+
+
 def cmd_bench_memory(args) -> int:
     from nucseg.bench.memory import bench_training_memory, format_memory
     from nucseg.data.dataset import load_dataset
 
     config = config_from_args(args)
-    print(format_memory(bench_training_memory(load_dataset(config.data), config, big_side=args.big_side)))
+    print(format_memory(bench_training_memory(load_dataset(config.data, mpp=config.mpp), config, big_side=args.big_side)))
     return 0
 
 
@@ -384,12 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers").add_subparsers(dest="bench_command", required=True)
     pipeline = bench.add_parser("pipeline", help="augmented samples/s against elasticdeform and Keras")
-    _add_data(pipeline)
+    _add_data(pipeline, several=True)
     _add_config_options(pipeline)
     pipeline.add_argument("--seconds", type=float, default=20.0, help="measuring time per pipeline")
     pipeline.set_defaults(run=cmd_bench_pipeline)
     memory = bench.add_parser("memory", help="peak memory of the training input with one very large tile")
-    _add_data(memory)
+    _add_data(memory, several=True)
     _add_config_options(memory)
     memory.add_argument("--big-side", type=int, default=6000, help="side of the large tile added to the data set")
     memory.set_defaults(run=cmd_bench_memory)
@@ -418,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     slide_bench.set_defaults(run=cmd_bench_slide)
 
     train = commands.add_parser("train", help="train one leave-one-patient-out fold, export it, score it")
-    _add_data(train)
+    _add_data(train, several=True)
+    _add_init(train)
     train.add_argument("--arch", choices=ARCHITECTURES, required=True)
     held_out = train.add_mutually_exclusive_group(required=True)
     held_out.add_argument("--val-patient", help="the held-out patient")
@@ -429,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
 
     lopo = commands.add_parser("lopo", help="the leave-one-patient-out study of one or more nets")
-    _add_data(lopo)
+    _add_data(lopo, several=True)
+    _add_init(lopo)
     lopo.add_argument("--arch", nargs="+", choices=ARCHITECTURES, required=True)
     lopo.add_argument("--out", required=True, help="the run folder (rerun the same command to resume)")
     lopo.add_argument("--grid", help="YAML of lr / momentum / weight_decay lists: the study for each setting")
@@ -440,6 +475,16 @@ def build_parser() -> argparse.ArgumentParser:
     lopo.add_argument("--cpus-per-fold", type=int, default=1, help="with --ray: CPU threads per fold (default 1)")
     _add_config_options(lopo)
     lopo.set_defaults(run=cmd_lopo)
+
+    lodo = commands.add_parser("lodo", help="leave one data set out: train on all data sets but one, score it, "
+                                            "beside the Otsu baseline")
+    lodo.add_argument("--data", nargs="+", required=True, metavar="DATA", help="two or more data set folders")
+    lodo.add_argument("--arch", nargs="+", choices=ARCHITECTURES, required=True)
+    lodo.add_argument("--out", required=True, help="the run folder (rerun the same command to resume)")
+    lodo.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    _add_init(lodo)
+    _add_config_options(lodo)
+    lodo.set_defaults(run=cmd_lodo)
 
     evaluate = commands.add_parser("evaluate", help="score an exported model on a data set, beside the Otsu baseline")
     evaluate.add_argument("model", help="model.keras or a SavedModel folder (its config.json gives the post-processing)")
@@ -484,6 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_init(parser) -> None:
+    parser.add_argument("--init", metavar="MODEL",
+                        help="start from this model's weights (fine-tuning): a model.keras of the same --arch and "
+                             "widths, or `pretrained:NAME` (see `nucseg models`)")
+
+
 def _add_precision(parser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="bfloat16: faster on CPUs with AVX512_BF16 (the model's .keras file only)")
@@ -523,14 +574,52 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "data" and "tensorflow" not in sys.modules:
         import_tensorflow_once()
+    _log_to_stderr()
     try:
-        return args.run(args)
-    except InputError as err:
+        out = _checked_out(args)
+        if out is None:
+            return args.run(args)
+        with RunLock(out, command=f"nucseg {args.command}", log=lambda m: print(m, file=sys.stderr)):
+            return args.run(args)
+    except (InputError, FolderBusy) as err:
         print(f"{type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TrainingDiverged as err:
         print(f"TrainingDiverged: {err}", file=sys.stderr)
         return EXIT_DIVERGED
+    except KeyboardInterrupt:
+        print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _log_to_stderr() -> None:
+    """nucseg's warnings (logging, logger "nucseg") as one line each on stderr."""
+    import logging
+
+    logger = logging.getLogger("nucseg")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def _checked_out(args) -> str | None:
+    """The command's --out, checked against its inputs (nucseg.outputs), or None where it writes
+    no folder of its own."""
+    from nucseg.outputs import check_out_folder
+
+    out = getattr(args, "out", None)
+    if out is None:
+        return None
+    images = [*(getattr(args, "images", None) or []), *(getattr(args, "slides", None) or [])]
+    data = getattr(args, "data", None)
+    data = data if isinstance(data, list) else [data] if data else []
+    if not data and args.command in ("train", "lopo"):
+        data = [resolve_data_path()]
+    check_out_folder(out, images, [d for d in data if Path(d).is_dir()])
+    return out
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ DISTANCE_ARCHS = ("dist",)  # nets that regress each nucleus's distance map inst
 PRECISIONS = ("float32", "bfloat16")  # what an exported model can be run in (nucseg.inference.predict.load_predictor)
 INPUT_NORMS = ("unit", "per_image")
 DATA_ENV_VAR = "NUCSEG_DATA"
+# Fields added after results were published: left out of config_hash while unset, so that the
+# hashes (and folds.csv) of earlier runs stay what they were.
+HASHED_ONLY_WHEN_SET = ("dataset_weights", "init")
 DEFAULT_DATA = "data/tnbc"
 
 
@@ -33,7 +36,8 @@ class ConfigError(InputError):
 @dataclasses.dataclass(frozen=True)
 class Config:
     # data
-    data: str = DEFAULT_DATA
+    data: str | list = DEFAULT_DATA  # a data set folder, or a list of them (trained on together)
+    dataset_weights: list | None = None  # with several data sets: how often each is drawn (None: evenly)
     crop: int = 256
     mpp: float = 0.25  # microns per pixel of the training tiles (TNBC and the glioma tiles: 40x scans); slides are read at it
 
@@ -67,6 +71,7 @@ class Config:
     batch_norm: bool = True
     input_norm: str = "per_image"  # "per_image": each image's channels to mean 0, std 1; "unit": 0..255 -> -1..1
     encoder_weights: str | None = None  # None, "imagenet" or a .weights.h5 / .h5 path
+    init: str | None = None  # start from this model's weights (a .keras file of the same net): fine-tuning
 
     # optimisation
     steps: int = 20000
@@ -114,7 +119,36 @@ class Config:
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"{path}: unknown fields {sorted(unknown)}; see nucseg/config.py")
-        return cls.from_profile(profile, **values)
+        if profile not in PROFILES:
+            raise ConfigError(f"{path}: unknown profile {profile!r}: choose one of {sorted(PROFILES)}")
+        return cls.from_dict({**PROFILES[profile], **values}, source=str(path))
+
+    @classmethod
+    def from_dict(cls, values, source: str = "configuration") -> Config:
+        """A Config from a mapping of field: value (a saved config.json, a YAML file's fields),
+        validated; an unknown or renamed field is named, with `source`."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a mapping of field: value, got {type(values).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown configuration field(s) {unknown} (renamed, or written by another "
+                              f"version of nucseg?); the fields are listed in nucseg/config.py")
+        try:
+            return cls(**values).validated()
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from err
+
+    @classmethod
+    def read_json(cls, path: str | os.PathLike) -> Config:
+        """A saved config.json (beside every model and result nucseg writes)."""
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: not a readable configuration ({err}); it was cut short or edited by hand. "
+                              "Restore it from the run that wrote it, or remove the folder to start again.") from err
+        return cls.from_dict(values, source=str(path))
 
     def replace(self, **changes) -> Config:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -130,7 +164,8 @@ class Config:
 
     def config_hash(self, ignore=("data",)) -> str:
         """Names what determines the results: every field but the data path (and `ignore`)."""
-        values = {k: v for k, v in self.to_dict().items() if k not in ignore}
+        values = {k: v for k, v in self.to_dict().items()
+                  if k not in ignore and not (k in HASHED_ONLY_WHEN_SET and v is None)}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
@@ -178,16 +213,38 @@ class Config:
         if self.steps > self.steps_per_epoch and self.steps % self.steps_per_epoch:
             problems.append(f"steps={self.steps} must be a multiple of steps_per_epoch={self.steps_per_epoch} (a "
                             "checkpoint ends each epoch): round steps, or set steps_per_epoch to a divisor of it")
+        if self.dataset_weights is not None and len(self.dataset_weights) != len(self.data_paths):
+            problems.append(f"dataset_weights has {len(self.dataset_weights)} weights for {len(self.data_paths)} "
+                            "data set(s): give one per data set, in the order of --data")
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems))
         return self
+
+    @property
+    def data_paths(self) -> list[str]:
+        """The data set folders, as a list (one or more)."""
+        return [self.data] if isinstance(self.data, str) else list(self.data)
 
     def _type_problems(self) -> list[str]:
         """Each field holds the type of its default (an int where a float is asked is fine)."""
         problems = []
         for field in dataclasses.fields(self):
             value, default = getattr(self, field.name), field.default
-            if default is None:  # encoder_weights: None or a string
+            if field.name == "data":
+                ok = isinstance(value, str) or (isinstance(value, (list, tuple)) and len(value) > 0
+                                                and all(isinstance(v, str) for v in value))
+                if not ok:
+                    problems.append(f"data={value!r} must be a data set folder or a list of them")
+                continue
+            if field.name == "dataset_weights":
+                ok = value is None or (isinstance(value, (list, tuple)) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value)
+                    and sum(value) > 0)
+                if not ok:
+                    problems.append(f"dataset_weights={value!r} must be null (evenly) or a list of weights >= 0, "
+                                    "one per data set")
+                continue
+            if default is None:  # encoder_weights, init: None or a string
                 ok = value is None or isinstance(value, str)
             elif isinstance(default, bool):
                 ok = isinstance(value, bool)

@@ -60,3 +60,28 @@ def kill_after_first_checkpoint(monkeypatch):
 
     monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", killed)
     return original
+
+
+HELD_OUT_PATIENT = "TCGA-DU-8165"
+
+
+def _small_fold(glioma_tiles, glioma_path, out, arch):
+    from nucseg.config import Config
+    from nucseg.training.train import train_fold
+
+    config = Config.from_profile("quick", data=str(glioma_path), arch=arch, base_filters=8, unet_depth=2, steps=60,
+                                 steps_per_epoch=30, crop=96, tune_postprocess=False)
+    return train_fold(config, glioma_tiles, HELD_OUT_PATIENT, out, verbose=0).out_dir
+
+
+@pytest.fixture(scope="session")
+def small_unet_fold(glioma_tiles, glioma_path, tmp_path_factory) -> Path:
+    """One small U-Net fold (held out: HELD_OUT_PATIENT), trained once for the whole session and
+    shared by the tests that need an exported model (.keras and SavedModel) and its config.json."""
+    return _small_fold(glioma_tiles, glioma_path, tmp_path_factory.mktemp("small_unet"), "unet")
+
+
+@pytest.fixture(scope="session")
+def small_dist_fold(glioma_tiles, glioma_path, tmp_path_factory) -> Path:
+    """The same for DIST."""
+    return _small_fold(glioma_tiles, glioma_path, tmp_path_factory.mktemp("small_dist"), "dist")

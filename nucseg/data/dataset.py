@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import logging
 import re
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from skimage.measure import label as connected_components
 
 from nucseg.errors import InputError
 
+LOG = logging.getLogger(__name__)
 LABEL_SUFFIXES = ("_label.png", "_label.tif", "_label.tiff")
 TNBC_SLIDE = re.compile(r"^Slide_(\d+)$")
 LAYOUT_HELP = (
@@ -58,6 +60,7 @@ class Tile:
     tile_id: str
     image: np.ndarray
     label: np.ndarray
+    dataset: str = ""  # the data set's folder name where several are loaded together
 
     @property
     def n_nuclei(self) -> int:
@@ -119,6 +122,11 @@ def _find_tnbc_tiles(root: Path) -> tuple[list[TileRef], list[str]]:
 def _find_generic_tiles(root: Path) -> tuple[list[TileRef], list[str]]:
     refs, problems = [], []
     for patient_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        bad_name = patient_name_problem(patient_dir.name)
+        if bad_name:
+            problems.append(f"{patient_dir}: the folder's name cannot be a patient's name: {bad_name}. Rename it with "
+                            "letters, digits, '-' and '_' only.")
+            continue
         files = {p.name: p for p in patient_dir.iterdir() if p.is_file()}
         labels = {name: path for name, path in files.items() if name.endswith(LABEL_SUFFIXES)}
         images = {name: path for name, path in files.items() if name.endswith(".png") and name not in labels}
@@ -138,6 +146,32 @@ def _find_generic_tiles(root: Path) -> tuple[list[TileRef], list[str]]:
     return refs, problems
 
 
+def patient_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a patient's name, or None. A patient's name becomes a folder name
+    (`<out>/<arch>/<patient>/`), so it must stay one path component inside --out."""
+    if not name or not name.strip():
+        return "it is empty"
+    if "/" in name or "\\" in name:
+        return "it holds a path separator"
+    if name in (".", "..") or name.startswith("."):
+        return "it starts with a dot (as '.', '..' and hidden folders do)"
+    if any(ord(c) < 32 for c in name) or ":" in name:
+        return "it holds a control character or ':'"
+    return None
+
+
+def manifest_path_problem(value: str) -> str | None:
+    """Why a manifest's image or label path cannot be used, or None: paths are relative to the
+    data set and stay inside it (checked on the path as written, so a data set may be a symlink)."""
+    import os.path
+
+    if Path(value).is_absolute() or re.match(r"^[A-Za-z]:[\\/]", value):
+        return "it is absolute"
+    if os.path.normpath(value).split(os.sep)[0] == "..":
+        return "it climbs out of the data set with '..'"
+    return None
+
+
 def _find_manifest_tiles(root: Path) -> tuple[list[TileRef], list[str]]:
     manifest = root / "manifest.csv"
     with manifest.open(newline="") as handle:
@@ -151,6 +185,16 @@ def _find_manifest_tiles(root: Path) -> tuple[list[TileRef], list[str]]:
         if any(not row.get(column) for column in ("patient", "image", "label")):
             problems.append(f"{manifest}:{line}: the row has no patient, image or label value (too few fields?). "
                             "Give each row patient,image,label or remove it.")
+            continue
+        bad_name = patient_name_problem(row["patient"])
+        if bad_name:
+            problems.append(f"{manifest}:{line}: patient {row['patient']!r} cannot be used: {bad_name}. Name patients "
+                            "with letters, digits, '-' and '_' only (a patient's name becomes a folder name).")
+            continue
+        bad_paths = [(column, problem) for column in ("image", "label") if (problem := manifest_path_problem(row[column]))]
+        if bad_paths:
+            problems += [f"{manifest}:{line}: {column} path {row[column]!r} cannot be used: {problem}. Give paths "
+                         "relative to the data set folder, inside it." for column, problem in bad_paths]
             continue
         image, label = root / row["image"], root / row["label"]
         key = image.resolve()
@@ -175,11 +219,83 @@ def _find_manifest_tiles(root: Path) -> tuple[list[TileRef], list[str]]:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An H&E tile as uint8 RGB (H, W, 3)."""
+    """An H&E tile as uint8 RGB (H, W, 3).
+
+    8-bit images as they are (RGBA loses its alpha, grayscale is repeated to three channels).
+    16-bit PNG and TIFF images are scaled to 0..255 by their true range: the significant bits a
+    PNG declares (sBIT), else the smallest of 8, 10, 12, 14 and 16 bits that holds the image's
+    largest value (with a warning naming the scaling). Float images are refused."""
+    path = Path(path)
+    _check_file(path)
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        return _as_rgb8(_read_tiff(path), path, None)
+    if suffix == ".png" and _png_bit_depth(path) == 16:
+        import png
+
+        try:
+            width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+            array = np.vstack([np.asarray(row, np.uint16) for row in rows]).reshape(height, width, info["planes"])
+        except (png.Error, OSError, ValueError) as err:
+            raise DatasetError([f"{path}: unreadable or truncated 16-bit PNG ({err}). Re-export the file."]) from err
+        significant = info["bitdepth"] if info["bitdepth"] < 16 else None  # asDirect has applied sBIT
+        return _as_rgb8(array, path, significant)
     with _open(path) as img:
         if img.mode in ("RGB", "RGBA", "L", "LA", "P"):
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
+        if img.mode in ("F", "I") or img.mode.startswith("I;"):
+            return _as_rgb8(np.asarray(img), path, None)
         raise DatasetError([f"{path}: image mode {img.mode} is not 8-bit RGB or grayscale. Save it as an 8-bit RGB PNG."])
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise DatasetError([f"{path}: is a folder, not an image file. Pass image files (e.g. {path}/*.png)."])
+    if not path.is_file():
+        raise DatasetError([f"{path}: no such file. Check the path."])
+
+
+def _png_bit_depth(path: Path) -> int:
+    """The bit depth of a PNG's IHDR chunk (byte 24), 8 where the header cannot be read."""
+    with open(path, "rb") as handle:
+        header = handle.read(25)
+    return header[24] if len(header) == 25 and header[12:16] == b"IHDR" else 8
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        return tifffile.imread(path, key=0)
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as err:
+        raise DatasetError([f"{path}: unreadable or truncated TIFF ({err}). Re-export or re-download the file."]) from err
+
+
+def _as_rgb8(array: np.ndarray, path: Path, significant_bits: int | None) -> np.ndarray:
+    """An image array of any integer type and 1 to 4 channels as uint8 RGB."""
+    if np.issubdtype(array.dtype, np.floating):
+        raise DatasetError([f"{path}: float images are not supported: save as 8-bit RGB (PNG or TIFF)."])
+    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[2] not in (3, 4):
+        array = np.moveaxis(array, 0, -1)  # planar TIFF
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
+        raise DatasetError([f"{path}: an image of shape {array.shape} is not RGB or grayscale. Save it as an 8-bit RGB PNG."])
+    array = array[..., :1] if array.shape[2] == 2 else array[..., :3]  # without alpha
+    array = np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    if not np.issubdtype(array.dtype, np.integer) or array.min() < 0:
+        raise DatasetError([f"{path}: {array.dtype} pixel values are not supported: save as 8-bit RGB."])
+    if significant_bits is None:
+        largest = int(array.max())
+        significant_bits = next((b for b in (8, 10, 12, 14, 16) if largest < 2**b), None)
+        if significant_bits is None:
+            raise DatasetError([f"{path}: pixel values up to {largest} do not fit 16 bits; save as 8-bit RGB."])
+        LOG.warning(f"{path}: a {array.dtype} image with values up to {largest}, read as {significant_bits}-bit data "
+                 f"(0..{2**significant_bits - 1} -> 0..255); save it as 8-bit RGB to choose the scaling yourself")
+    scaled = np.round(array.astype(np.float64) * (255.0 / (2**significant_bits - 1)))
+    return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
 def read_label(path: str | Path) -> np.ndarray:
@@ -199,10 +315,7 @@ def read_label(path: str | Path) -> np.ndarray:
 
 
 def _open(path: str | Path) -> Image.Image:
-    if Path(path).is_dir():
-        raise DatasetError([f"{path}: is a folder, not an image file. Pass image files (e.g. {path}/*.png)."])
-    if not Path(path).is_file():
-        raise DatasetError([f"{path}: no such file. Check the path."])
+    _check_file(Path(path))
     try:
         img = Image.open(path)
         img.load()
@@ -267,8 +380,58 @@ def read_tile(ref: TileRef) -> Tile:
 # ---------------------------------------------------------------- whole datasets
 
 
-def load_dataset(root: str | Path) -> list[Tile]:
-    """Every tile of the dataset in memory; DatasetError lists every problem found."""
+def load_dataset(root, mpp: float | None = None) -> list[Tile]:
+    """Every tile of the data set in memory; DatasetError lists every problem found.
+
+    `root`: one data set folder, or a list of them. With several, each tile's patient is
+    prefixed with its data set's folder name (`tnbc__patient_01`), so that patients stay distinct
+    per data set, and `Tile.dataset` names it. `mpp`: the microns per pixel the tiles are wanted
+    at; a data set that declares another resolution in its `dataset.yaml` is resampled to it."""
+    roots = [Path(r) for r in ([root] if isinstance(root, (str, Path)) else root)]
+    if not roots:
+        raise DatasetError(["no data set given: pass at least one data set folder (--data A [B ...])"])
+    names = [r.resolve().name for r in roots]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DatasetError([f"two data sets are both named {n!r} ({', '.join(str(r) for r in roots if r.resolve().name == n)}): "
+                            "patients are told apart by their data set's folder name; rename one folder" for n in repeated])
+    tiles, problems = [], []
+    for path, name in zip(roots, names):
+        try:
+            own = _load_one_dataset(path, mpp)
+        except DatasetError as err:
+            problems.extend(err.problems)
+            continue
+        if len(roots) > 1:
+            own = [dataclasses.replace(t, patient=f"{name}{DATASET_SEPARATOR}{t.patient}", dataset=name) for t in own]
+        tiles += own
+    if problems:
+        raise DatasetError(problems)
+    return tiles
+
+
+DATASET_SEPARATOR = "__"  # between a data set's name and its patient's, where several are loaded
+
+
+def dataset_mpp(root: str | Path) -> float | None:
+    """The microns per pixel a data set declares in `dataset.yaml` beside its tiles (`mpp: 0.25`),
+    or None where it declares none."""
+    path = Path(root) / "dataset.yaml"
+    if not path.is_file():
+        return None
+    import yaml
+
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+        mpp = float(values["mpp"]) if "mpp" in values else None
+    except (yaml.YAMLError, TypeError, ValueError, AttributeError) as err:
+        raise DatasetError([f"{path}: cannot read it ({err}); write e.g. 'mpp: 0.25' (microns per pixel)"]) from err
+    if mpp is not None and not 0 < mpp < 100:
+        raise DatasetError([f"{path}: mpp {mpp} is not a pixel size in microns (40x scans: about 0.25)"])
+    return mpp
+
+
+def _load_one_dataset(root: Path, mpp: float | None) -> list[Tile]:
     refs, problems = find_tiles(root)
     tiles = []
     for ref in refs:
@@ -278,7 +441,21 @@ def load_dataset(root: str | Path) -> list[Tile]:
             problems.extend(err.problems)
     if problems:
         raise DatasetError(problems)
-    return tiles
+    declared = dataset_mpp(root) if root.is_dir() else None
+    if mpp is None or declared is None or abs(declared / mpp - 1) < 0.02:
+        return tiles
+    return [rescale_tile(t, declared / mpp) for t in tiles]
+
+
+def rescale_tile(tile: Tile, factor: float) -> Tile:
+    """The tile resampled by `factor` (2: twice as many pixels a side): image bilinear, labels
+    nearest, so that every nucleus keeps its id."""
+    from skimage.transform import resize
+
+    height, width = (max(1, round(s * factor)) for s in tile.label.shape)
+    image = resize(tile.image, (height, width), order=1, preserve_range=True, anti_aliasing=factor < 1)
+    label = resize(tile.label, (height, width), order=0, preserve_range=True, anti_aliasing=False)
+    return dataclasses.replace(tile, image=np.clip(image.round(), 0, 255).astype(np.uint8), label=label.astype(np.int32))
 
 
 def patients_of(tiles: list[Tile]) -> list[str]:
@@ -292,15 +469,15 @@ def summarize(tiles: list[Tile]) -> list[dict]:
         own = [t for t in tiles if t.patient == patient]
         areas = np.concatenate([np.bincount(t.label.ravel())[1:] for t in own])
         areas = areas[areas > 0]
+        stats = ({"area_median": float(np.median(areas)), "area_mean": round(float(np.mean(areas)), 1),
+                  "area_p5": float(np.percentile(areas, 5)), "area_p95": float(np.percentile(areas, 95))}
+                 if len(areas) else dict.fromkeys(("area_median", "area_mean", "area_p5", "area_p95"), float("nan")))
         rows.append({
             "patient": patient,
             "tiles": len(own),
             "nuclei": int(sum(t.n_nuclei for t in own)),
             "sizes": ", ".join(sorted({f"{t.image.shape[1]}x{t.image.shape[0]}" for t in own})),
             "nucleus_fraction": round(float(np.mean([(t.label > 0).mean() for t in own])), 4),
-            "area_median": float(np.median(areas)),
-            "area_mean": round(float(np.mean(areas)), 1),
-            "area_p5": float(np.percentile(areas, 5)),
-            "area_p95": float(np.percentile(areas, 95)),
+            **stats,
         })
     return rows

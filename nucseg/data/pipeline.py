@@ -27,6 +27,23 @@ class TileStack:
     images: np.ndarray  # (N, H, W, 3) uint8
     targets_weights: np.ndarray  # (N, H, W, 2) float32: target (nucleus = 1, or DIST's distance), weight (0 outside)
     sizes: np.ndarray  # (N, 2) int32 true (height, width)
+    groups: np.ndarray | None = None  # (N,) int32: the data set of each piece (sorted), where there are several
+    group_weights: np.ndarray | None = None  # (G,) float: how often each data set is drawn
+
+
+def dataset_groups(tiles: list[Tile], config) -> tuple[np.ndarray, np.ndarray]:
+    """Each tile's data set index (in the order of config.data) and the data sets' draw weights
+    (config.dataset_weights, else even). One data set: all 0, weight 1."""
+    from pathlib import Path
+
+    names = [Path(p).resolve().name for p in config.data_paths]
+    index = {name: i for i, name in enumerate(names)}
+    groups = np.array([index.get(t.dataset, 0) for t in tiles], np.int32)
+    weights = np.asarray(config.dataset_weights if config.dataset_weights is not None else [1.0] * len(names), float)
+    present = np.zeros(len(names), bool)
+    present[np.unique(groups)] = True
+    weights = np.where(present, weights, 0.0)  # a data set with no tiles here (left out) is never drawn
+    return groups, weights / weights.sum()
 
 
 def tile_target_and_weight(tile: Tile, config) -> tuple[np.ndarray, np.ndarray]:
@@ -73,11 +90,13 @@ def prepare_tiles(tiles: list[Tile], config) -> TileStack:
         raise InputError(f"crop={config.crop} is larger than {len(too_small)} tile(s): {names}. "
                          f"Use --crop {max(32, min(min(t.label.shape) for t in tiles) // 32 * 32)} or less.")
     side = piece_side(tiles, config.crop)
-    pieces = []
-    for tile in tiles:
+    tile_groups, group_weights = dataset_groups(tiles, config)
+    pieces, groups = [], []
+    for tile, group in sorted(zip(tiles, tile_groups), key=lambda pair: pair[1]):  # stable: order within a data set kept
         target_weight = np.stack(tile_target_and_weight(tile, config), axis=-1)
         for window in piece_windows(*tile.label.shape, side, overlap=config.crop):
             pieces.append((tile.image[window], target_weight[window]))
+            groups.append(group)
     images = np.zeros((len(pieces), side, side, 3), np.uint8)
     targets_weights = np.zeros((len(pieces), side, side, 2), np.float32)
     for i, (image, target_weight) in enumerate(pieces):
@@ -85,7 +104,9 @@ def prepare_tiles(tiles: list[Tile], config) -> TileStack:
         images[i, :h, :w] = image
         targets_weights[i, :h, :w] = target_weight
     sizes = np.array([image.shape[:2] for image, _ in pieces], np.int32)
-    return TileStack(images, targets_weights, sizes)
+    if len(group_weights) == 1:
+        return TileStack(images, targets_weights, sizes)
+    return TileStack(images, targets_weights, sizes, np.array(groups, np.int32), group_weights)
 
 
 def training_dataset(stack: TileStack, config, start_batch: int = 0) -> tf.data.Dataset:
@@ -96,12 +117,14 @@ def training_dataset(stack: TileStack, config, start_batch: int = 0) -> tf.data.
     """
     augment, jitter = make_augmenter(config), make_batch_jitter(config)
     images, targets_weights = tf.constant(stack.images), tf.constant(stack.targets_weights)
-    sizes, n_tiles, batch_size = tf.constant(stack.sizes), len(stack.sizes), config.batch_size
+    sizes, batch_size = tf.constant(stack.sizes), config.batch_size
     seed = tf.constant(config.seed, tf.int64)
+
+    pick = _piece_picker(stack)
 
     def make_sample(index):
         pick_seed, sample_seed = tf.unstack(tf.random.experimental.stateless_split(tf.stack([seed, index]), num=2))
-        i = tf.random.stateless_uniform([], pick_seed, maxval=n_tiles, dtype=tf.int32)
+        i = pick(pick_seed)
         return augment(sample_seed, images[i], targets_weights[i], sizes[i, 0], sizes[i, 1])
 
     def jitter_batch(index, batch):
@@ -116,6 +139,28 @@ def training_dataset(stack: TileStack, config, start_batch: int = 0) -> tf.data.
     options = tf.data.Options()
     options.threading.max_intra_op_parallelism = 1  # parallel samples beat parallel ops within one
     return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _piece_picker(stack: TileStack):
+    """seed -> the index of a piece: uniform over the pieces of one data set; with several data
+    sets, first a data set by its weight, then a piece of it, so that a small data set is drawn as
+    often as a large one (evenly by default)."""
+    n_pieces = len(stack.sizes)
+    if stack.groups is None:
+        return lambda seed: tf.random.stateless_uniform([], seed, maxval=n_pieces, dtype=tf.int32)
+    counts = np.bincount(stack.groups, minlength=len(stack.group_weights))
+    starts = tf.constant(np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32))
+    counts_t = tf.constant(np.maximum(counts, 1).astype(np.float32))
+    logits = tf.constant(np.log(np.maximum(stack.group_weights, 1e-12))[None, :].astype(np.float32))
+
+    def pick(seed):
+        group_seed, piece_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+        group = tf.cast(tf.random.stateless_categorical(logits, 1, group_seed)[0, 0], tf.int32)
+        u = tf.random.stateless_uniform([], piece_seed)
+        within = tf.minimum(tf.cast(u * counts_t[group], tf.int32), tf.cast(counts_t[group], tf.int32) - 1)
+        return starts[group] + within
+
+    return pick
 
 
 def evaluation_dataset(tiles: list[Tile], config) -> tf.data.Dataset:

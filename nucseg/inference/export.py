@@ -79,5 +79,41 @@ def saved_config(model_path: str | Path):
     for folder in (model_path.parent, model_path):
         path = folder / "config.json"
         if path.is_file():
-            return with_saved_postprocess(Config(**json.loads(path.read_text())), folder)
+            return with_saved_postprocess(Config.read_json(path), folder)
     return None
+
+
+def training_patients(model_path: str | Path) -> set[tuple[str, str]]:
+    """(data set folder name, patient) of every patient a fold's model was trained on, from its
+    folder's config.json and scores.json; empty where they are not beside the model."""
+    import json
+
+    from nucseg.data.dataset import DATASET_SEPARATOR
+
+    model_path = Path(model_path)
+    folder = model_path.parent if model_path.name in ("model.keras", "saved_model") else model_path
+    config, scores = folder / "config.json", folder / "scores.json"
+    if not (config.is_file() and scores.is_file()):
+        return set()
+    try:
+        done = json.loads(scores.read_text())
+    except (OSError, ValueError):
+        return set()
+    data_paths = saved_config(folder).data_paths if saved_config(folder) else []
+    names = [Path(p).name for p in data_paths]
+    patients = done.get("train_patients")
+    if patients is None:  # folds written before train_patients was recorded: the data set but the held-out one
+        from nucseg.data.dataset import find_tiles
+
+        if len(data_paths) != 1 or not Path(data_paths[0]).is_dir():
+            return set()
+        refs, _ = find_tiles(data_paths[0])
+        patients = sorted({r.patient for r in refs} - {done.get("val_patient")})
+    pairs = set()
+    for patient in patients:
+        if len(names) > 1 and DATASET_SEPARATOR in patient:
+            dataset, _, own = patient.partition(DATASET_SEPARATOR)
+            pairs.add((dataset, own))
+        elif names:
+            pairs.add((names[0], patient))
+    return pairs

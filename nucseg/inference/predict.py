@@ -20,11 +20,11 @@ import numpy as np
 from nucseg.config import PRECISIONS
 from nucseg.errors import InputError
 from nucseg.io import write_png_atomic
+from nucseg.models.blocks import MIN_STD_GREY_LEVELS
 from nucseg.models.nets import SIZE_MULTIPLE
 
 
-class ModelLoadError(InputError):
-    pass
+from nucseg.models.loading import ModelLoadError  # noqa: E402  (re-exported: callers import it from here)
 
 
 def load_predictor(path: str | Path, precision: str = "float32"):
@@ -42,14 +42,15 @@ def load_predictor(path: str | Path, precision: str = "float32"):
     if path.is_dir() and (path / "saved_model.pb").is_file():
         import tensorflow as tf
 
-        loaded = tf.saved_model.load(str(path))  # keep it: `serve` alone lets its variables go
+        from nucseg.models.loading import load_saved_model
+
+        loaded = load_saved_model(path)  # keep it: `serve` alone lets its variables go
         return lambda batch: np.asarray(loaded.serve(tf.constant(batch, tf.float32)))
     if path.is_file() and path.suffix == ".keras":
-        import keras
+        from nucseg.models import in_mixed_precision
+        from nucseg.models.loading import load_keras_model
 
-        from nucseg.models import custom_objects, in_mixed_precision
-
-        model = keras.models.load_model(path, compile=False, custom_objects=custom_objects())
+        model = load_keras_model(path)
         model = in_mixed_precision(model, "mixed_bfloat16") if precision == "bfloat16" else model
         # Keras's compiled predict step: 0.69 s a 1024 x 1024 tile for the cpu-profile U-Net where the
         # eager call takes 0.79 s; with XLA (jit_compile=True) it took 0.82 s on the CPU, so no XLA.
@@ -95,21 +96,30 @@ def check_tiling(tile: int, overlap: int) -> None:
 
 
 def output_names(paths) -> list[str]:
-    """One output name per input image: its file name without extension, or, where two inputs
-    share that name, its path below their common folder with '/' as '__' (a/x.png -> a__x)."""
+    """One output name per input image, unique per input path (its suffix included): the file
+    name without extension; where two inputs share that, their path below the common folder with
+    '/' as '__' and the extension kept (a/x.png -> a__x_png, b/x.jpg -> b__x_jpg); a name that
+    would still collide gets a short hash of its path."""
+    import hashlib
+
     paths = [Path(p) for p in paths]
-    stems = [p.stem for p in paths]
-    if len(set(stems)) == len(stems):
-        return stems
     resolved = [p.resolve() for p in paths]
     if len(set(resolved)) < len(resolved):
         twice = sorted({str(p) for p, r in zip(paths, resolved) if resolved.count(r) > 1})
         raise InputError(f"{', '.join(twice)}: the same image is given twice; give each image once.")
+    stems = [p.stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
     common = Path(os.path.commonpath([r.parent for r in resolved]))
     names = []
     for stem, path in zip(stems, resolved):
-        names.append("__".join(path.relative_to(common).with_suffix("").parts) if stems.count(stem) > 1 else stem)
-    return names
+        if stems.count(stem) == 1:
+            names.append(stem)
+            continue
+        relative = path.relative_to(common)
+        names.append("__".join([*relative.parent.parts, stem]) + "_" + path.suffix.lstrip(".").lower())
+    return [name if names.count(name) == 1 else f"{name}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+            for name, path in zip(names, resolved)]
 
 
 def with_tta(predictor):
@@ -144,6 +154,14 @@ def output_kind_of(predictor) -> str:
     return "distance" if channels == 1 else "probability"
 
 
+def is_blank(image: np.ndarray) -> bool:
+    """True for an image with no contrast to speak of (every channel's standard deviation below
+    MIN_STD_GREY_LEVELS): white fill, glass, a flat colour. Such an image holds no nucleus; the net
+    is not asked (per-image standardisation would otherwise blow its noise up to nuclei)."""
+    pixels = np.asarray(image, np.float32).reshape(-1, image.shape[-1])
+    return bool(pixels.std(axis=0).max() < MIN_STD_GREY_LEVELS)
+
+
 def predict_nucleus_map(predictor, image: np.ndarray, tile: int = 512, overlap: int = 64, tta: bool = False) -> np.ndarray:
     """Nucleus map (H, W) float32 of an RGB image (H, W, 3), values 0..255: the nucleus
     probability, or DIST's distance in pixels."""
@@ -153,6 +171,8 @@ def predict_nucleus_map(predictor, image: np.ndarray, tile: int = 512, overlap: 
     height, width = image.shape[:2]
     image = image.astype(np.float32)
     if height <= tile and width <= tile:
+        if is_blank(image):
+            return np.zeros((height, width), np.float32)
         return nucleus_channel(np.asarray(predictor(_pad_to_multiple(image, SIZE_MULTIPLE)[None])))[0, :height, :width]
     padded = np.pad(image, ((0, max(tile - height, 0)), (0, max(tile - width, 0)), (0, 0)), mode="reflect")
     total = np.zeros(padded.shape[:2], np.float32)
@@ -160,7 +180,11 @@ def predict_nucleus_map(predictor, image: np.ndarray, tile: int = 512, overlap: 
     window = _blend_window(tile, overlap)
     for y in tile_starts(padded.shape[0], tile, overlap):
         for x in tile_starts(padded.shape[1], tile, overlap):
-            nucleus_map = nucleus_channel(np.asarray(predictor(padded[None, y : y + tile, x : x + tile])))[0]
+            window_image = padded[y : y + tile, x : x + tile]
+            if is_blank(window_image):  # glass or white fill: no nucleus, whatever the net would make of it
+                nucleus_map = np.zeros((tile, tile), np.float32)
+            else:
+                nucleus_map = nucleus_channel(np.asarray(predictor(window_image[None])))[0]
             total[y : y + tile, x : x + tile] += nucleus_map * window
             weights[y : y + tile, x : x + tile] += window
     return (total / weights)[:height, :width]

@@ -65,8 +65,12 @@ def tile_rows(method: str, predictions: list[TilePrediction]) -> list[dict]:
 def patient_rows(method: str, predictions: list[TilePrediction]) -> list[dict]:
     """Scores pooled per patient (one confusion matrix, one matching tally, one AJI sum)."""
     patients = sorted({p.tile.patient for p in predictions})
-    return [{"arch": method, "val_patient": patient, **pooled_scores([p for p in predictions if p.tile.patient == patient]),
-             "flags": "", "steps": 0} for patient in patients]
+    rows = []
+    for patient in patients:
+        scores = pooled_scores([p for p in predictions if p.tile.patient == patient])
+        rows.append({"arch": method, "val_patient": patient, **scores, "flags": "empty" if np.isnan(scores["tpr"]) else "",
+                     "steps": 0})
+    return rows
 
 
 def evaluate_methods(methods: dict, tiles: list[Tile]):

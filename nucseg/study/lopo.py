@@ -93,7 +93,7 @@ def run_lopo(config: Config, archs, out_dir: str | Path, tiles: list[Tile] | Non
     """Train and score every (arch, held-out patient); returns the folds table. `runner`:
     SequentialRunner() (default) or nucseg.distributed.RayRunner(...)."""
     out_dir = Path(out_dir)
-    tiles = tiles if tiles is not None else load_dataset(config.data)
+    tiles = tiles if tiles is not None else load_dataset(config.data, mpp=config.mpp)
     splits = lopo_folds(patients_of(tiles))
     if val_patients is not None:
         check_patients(patients_of(tiles), val_patients)  # before the run folder is claimed
@@ -114,7 +114,8 @@ def run_lopo(config: Config, archs, out_dir: str | Path, tiles: list[Tile] | Non
         append_fold_row(folds_csv, fold_row(job.config, job.val_patient, result), order=order)
         log(f"{job.config.arch} / {job.val_patient}: F1 {result.scores['f1']:.3f}, AJI {result.scores['aji']:.3f}")
         if result.flags:
-            log(f"WARNING: {job.config.arch} / {job.val_patient} did not learn: {describe_flags(result.flags)}")
+            what = "did not learn" if any(f != "empty" for f in result.flags.split(";")) else "has nothing to find"
+            log(f"WARNING: {job.config.arch} / {job.val_patient} {what}: {describe_flags(result.flags)}")
     folds = read_folds(folds_csv)
     write_summary(folds, out_dir)
     save_figure(boxplot_figure(folds), out_dir / "figures" / "boxplots.png")
@@ -145,7 +146,7 @@ def run_grid(config: Config, archs, out_dir: str | Path, grid: list[dict], val_p
              verbose=1, runner=None) -> pd.DataFrame:
     """The LOPO study for each setting; grid_summary.csv/.md: mean scores per (setting, arch)."""
     out_dir = Path(out_dir)
-    tiles = load_dataset(config.data)
+    tiles = load_dataset(config.data, mpp=config.mpp)
     if val_patients is not None:
         check_patients(patients_of(tiles), val_patients)
     rows = []

@@ -8,6 +8,8 @@ Scores come from counts that add up (`PixelCounts`, `ObjectCounts`), so a patien
 its tiles: one confusion matrix, one matching tally, one AJI sum. Empty cases: a score whose
 denominator is 0 because there is nothing to find and nothing was found is 1 (perfect);
 when there was something to find, or something was found, but not both, the score is 0.
+Sensitivity (TPR), and Perf which averages it, are undefined (NaN) where the truth has no
+nucleus pixel: a patient with nothing to find is not given a perfect sensitivity.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class PixelCounts:
         return PixelCounts(*(getattr(self, f) + getattr(other, f) for f in ("tp", "fp", "fn", "tn")))
 
     def scores(self) -> dict[str, float]:
-        tpr = _ratio(self.tp, self.tp + self.fn)
+        tpr = _ratio(self.tp, self.tp + self.fn) if self.tp + self.fn else float("nan")
         tnr = _ratio(self.tn, self.tn + self.fp)
         return {
             "accuracy": _ratio(self.tp + self.tn, self.tp + self.tn + self.fp + self.fn),

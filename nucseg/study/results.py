@@ -40,11 +40,17 @@ def append_fold_row(path: str | Path, row: dict, order: list[tuple[str, str]] | 
     return folds
 
 
+def _learning_flagged(flags: str) -> bool:
+    """A fold flagged for not learning (one-class, loss-stuck); `empty` alone says nothing of the model."""
+    return any(f and f != "empty" for f in flags.split(";"))
+
+
 def summarize_folds(folds: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over patients, per architecture."""
     grouped = folds.groupby("arch", sort=False)
     summary = pd.DataFrame({"patients": grouped.size(),
-                            "flagged": grouped["flags"].apply(lambda f: int((f.astype(str) != "").sum()))})
+                            "flagged": grouped["flags"].apply(lambda f: int(f.astype(str).map(_learning_flagged).sum())),
+                            "empty": grouped["flags"].apply(lambda f: int(f.astype(str).str.contains("empty").sum()))})
     for column in SUMMARY_SCORES:
         summary[f"{column}_mean"] = grouped[column].mean()
         summary[f"{column}_std"] = grouped[column].std(ddof=1).fillna(0.0)
@@ -61,6 +67,9 @@ def summary_markdown(summary: pd.DataFrame, digits: int = 3) -> str:
         lines.append(f"| {row['arch']} | {patients} | " + " | ".join(cells) + " |")
     if summary["flagged"].sum():
         lines.append("\nFlagged folds did not learn (see the `flags` column of folds.csv); they are in the means above.")
+    if "empty" in summary and summary["empty"].sum():
+        lines.append("\nSome held-out patients have no nucleus in their labels (flag `empty` in folds.csv): their "
+                     "sensitivity and Perf are undefined and left out of the Perf means; their other scores are in.")
     return "\n".join(lines) + "\n"
 
 

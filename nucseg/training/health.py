@@ -12,8 +12,11 @@ STUCK_RATIO = 0.9  # last epoch's mean loss above 90 % of the first epoch's: it 
 
 
 def fold_flags(scores: dict, epoch_losses: list[float]) -> str:
-    """';'-joined flags ("one-class", "loss-stuck"), or "" for a fold that learned."""
+    """';'-joined flags ("empty", "one-class", "loss-stuck"), or "" for a fold that learned and
+    had something to find."""
     flags = []
+    if scores.get("tpr") is not None and scores["tpr"] != scores["tpr"]:  # NaN: nothing to find
+        flags.append("empty")
     predicted = scores["predicted_fraction"]
     if predicted < ONE_CLASS_BELOW or predicted > ONE_CLASS_ABOVE:
         flags.append("one-class")
@@ -23,7 +26,9 @@ def fold_flags(scores: dict, epoch_losses: list[float]) -> str:
 
 
 def describe_flags(flags: str) -> str:
-    meanings = {"one-class": f"predicts one class almost everywhere (nucleus fraction outside "
+    meanings = {"empty": "the held-out labels hold no nucleus: sensitivity (TPR) and Perf are undefined (NaN) and "
+                         "left out of the means",
+                "one-class": f"predicts one class almost everywhere (nucleus fraction outside "
                              f"{ONE_CLASS_BELOW}..{ONE_CLASS_ABOVE})",
                 "loss-stuck": f"the training loss ended above {STUCK_RATIO:.0%} of its first epoch's"}
     return "; ".join(meanings[f] for f in flags.split(";") if f)

@@ -18,7 +18,7 @@ def claim_folder(out_dir: str | Path, config: Config, ignore=("data",)) -> None:
     out_dir = Path(out_dir)
     path = out_dir / CONFIG_FILE
     if path.is_file():
-        previous = Config(**json.loads(path.read_text()))
+        previous = Config.read_json(path)
         if previous.config_hash(ignore) != config.config_hash(ignore):
             changed = sorted(k for k, v in config.to_dict().items() if getattr(previous, k) != v and k not in ignore)
             raise ConfigError(f"{out_dir} holds a run with another configuration (differs in {changed}). "

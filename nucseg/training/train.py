@@ -105,7 +105,30 @@ def _resume_or_build(out_dir: Path, config: Config, total_steps: int) -> keras.M
     if checkpoint.is_file():
         return keras.models.load_model(checkpoint, custom_objects=custom_objects())
     keras.utils.set_random_seed(config.seed)  # the fold's initial weights and dropout follow config.seed
-    return compile_model(build_model(config), config, total_steps)
+    model = build_model(config)
+    if config.init:
+        initialise_from(model, config.init)
+    return compile_model(model, config, total_steps)
+
+
+def initialise_from(model: keras.Model, path: str) -> None:
+    """Fine-tuning: the weights of the model at `path` (a .keras file, or a fold folder holding
+    one) copied into `model`, which must be the same net (architecture and widths)."""
+    from nucseg.errors import InputError
+
+    source = Path(path)
+    source = source / "model.keras" if source.is_dir() else source
+    if source.suffix != ".keras" or not source.is_file():
+        raise InputError(f"--init {path}: no model.keras there; give a trained model's .keras file (or its folder)")
+    from nucseg.models.loading import load_keras_model
+
+    trained = load_keras_model(source)
+    shapes = [tuple(w.shape) for w in trained.weights], [tuple(w.shape) for w in model.weights]
+    if shapes[0] != shapes[1]:
+        raise InputError(f"--init {path}: that model ({trained.name}, {len(shapes[0])} weights) is not the net being "
+                         f"trained ({model.name}, {len(shapes[1])} weights): fine-tune with the same --arch and "
+                         "widths (base_filters, unet_depth) as the model was trained with")
+    model.set_weights(trained.get_weights())
 
 
 def training_stream(config: Config, train_tiles: list[Tile], start_batch: int = 0):
@@ -164,6 +187,7 @@ def train_fold(config: Config, tiles: list[Tile], val_patient: str | None, out_d
     flags = fold_flags(scores, [loss for _, loss in sorted(read_epoch_losses(out_dir).items())])
     steps, seconds = int(model.optimizer.iterations), round(time.perf_counter() - start, 1)
     write_json_atomic(out_dir / SCORES, {"val_patient": val_patient, "scores": scores, "flags": flags, "steps": steps,
-                                         "seconds": seconds, "config_hash": config.config_hash()})
+                                         "seconds": seconds, "config_hash": config.config_hash(),
+                                         "train_patients": sorted(train_patients)})
     (out_dir / CHECKPOINT).unlink(missing_ok=True)
     return FoldResult(val_patient, scores, steps, seconds, out_dir, predictions, flags)

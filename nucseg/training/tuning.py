@@ -76,5 +76,11 @@ def with_saved_postprocess(config, out_dir: Path):
     path = Path(out_dir) / POSTPROCESS_FILE
     if not path.is_file():
         return config
-    chosen = json.loads(path.read_text())
+    try:
+        chosen = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        from nucseg.errors import InputError
+
+        raise InputError(f"{path}: not readable ({err}); it was cut short or edited by hand. Remove it to use the "
+                         "default post-processing, or train the fold again.") from err
     return config.replace(**{k: chosen[k] for k in CHOSEN_FIELDS if k in chosen})
