@@ -8,10 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from nucseg.config import ARCHITECTURES, DEFAULT_DATA, PRECISIONS, PROFILES, Config, ConfigError, resolve_data_path
+from nucseg.config import ARCHITECTURES, DEFAULT_DATA, PROFILES, Config, ConfigError, resolve_data_path
 from nucseg.errors import InputError, TrainingDiverged
 from nucseg.io import FolderBusy, RunLock
-from nucseg.training.health import describe_flags
+from nucseg.study.health import describe_flags
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -143,7 +143,7 @@ def cmd_bench_pipeline(args) -> int:
 def cmd_train(args) -> int:
     from nucseg.data.dataset import load_dataset, patients_of
     from nucseg.study.folds import fold_for
-    from nucseg.training.train import train_fold
+    from nucseg.study.fold import train_fold
 
     config = config_from_args(args, arch=args.arch)
     tiles = load_dataset(config.data, mpp=config.mpp)
@@ -160,14 +160,20 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _model_and_config(model_path: str, overrides: dict | None = None, precision: str = "float32"):
+def _model_and_config(model_path: str, overrides: dict | None = None, precision: str = "float32",
+                      engine: str = "tensorflow"):
     """(predictor, Config of its post-processing): the model's saved config.json and
     postprocess.json where they are beside it, else the defaults for its output kind; then
     `overrides` (None values ignored)."""
-    from nucseg.inference.export import model_config
+    from nucseg.inference.saved import model_config
     from nucseg.inference.predict import load_predictor, output_kind_of
 
-    predictor = load_predictor(model_path, precision)
+    from nucseg.inference.engines import choose_engine, choose_precision, describe
+
+    engine = choose_engine(engine)
+    precision = choose_precision(precision, engine)
+    predictor = load_predictor(model_path, precision, engine)
+    print(f"{model_path}: {describe(engine, precision)}", file=sys.stderr)
     saved, config = model_config(model_path, output_kind_of(predictor))
     if saved is None:
         print(f"note: no config.json beside {model_path}; default post-processing of a {config.output_kind} map",
@@ -199,23 +205,32 @@ def _stain_normaliser(reference: str | None):
 def cmd_predict(args) -> int:
     from nucseg.data.dataset import read_image
     from nucseg.inference.objects import write_nuclei
-    from nucseg.inference.postprocess import foreground, instances_from_config
+    from nucseg.postprocess.instances import foreground, instances_from_config
     from nucseg.inference.predict import check_tiling, output_names, predict_nucleus_map, write_prediction
+    from nucseg.inference.resolution import predict_at_model_scale, scale_factor, tiff_mpp
 
     check_tiling(args.tile, args.overlap)
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise InputError(f"--threshold {args.threshold}: a probability threshold is between 0 and 1.")
     names = output_names(args.images)
     predictor, config = _model_and_config(args.model, {"threshold": args.threshold, "min_object_size": args.min_size,
-                                                       "dist_threshold": args.dist_threshold, "dist_lambda": args.dist_lambda})
+                                                       "dist_threshold": args.dist_threshold, "dist_lambda": args.dist_lambda},
+                                          precision=args.precision, engine=args.engine)
     stain_normalised = _stain_normaliser(args.stain_reference)
+    if args.mpp is not None and not 0 < args.mpp < 100:
+        raise InputError(f"--mpp {args.mpp}: microns per pixel of the images (40x scans: about 0.25, 20x: 0.5)")
     out = Path(args.out)
     for path, name in zip(args.images, names):
         image = read_image(path)
-        nucleus_map = predict_nucleus_map(predictor, stain_normalised(image), tile=args.tile, overlap=args.overlap,
-                                          tta=args.tta)
+        factor = scale_factor(args.mpp or tiff_mpp(path), config.mpp)
+        nucleus_map, labels = predict_at_model_scale(
+            lambda im: predict_nucleus_map(predictor, stain_normalised(im), tile=args.tile, overlap=args.overlap,
+                                           tta=args.tta),
+            lambda m: instances_from_config(m, config), image, factor)
         map_png, mask_png = write_prediction(nucleus_map, foreground(nucleus_map, config), out, name, config.output_kind)
-        labels = instances_from_config(nucleus_map, config)
+        if factor != 1.0:
+            print(f"{path}: resampled x{factor:.3g} to the model's {config.mpp} µm per pixel, nuclei mapped back",
+                  file=sys.stderr)
         map_name = "mean_distance" if config.output_kind == "distance" else "mean_probability"
         written = write_nuclei(labels, image, nucleus_map, out, name, map_name)
         print(f"{path}: {int(labels.max())} nuclei -> {map_png.name}, {mask_png.name}, "
@@ -231,9 +246,11 @@ def cmd_evaluate(args) -> int:
     from nucseg.inference.predict import predict_nucleus_map
     from nucseg.study.results import summarize_folds, summary_markdown
 
-    tiles = _only_patients(load_dataset(args.data), args.patients, args.data)
     stain_normalised = _stain_normaliser(args.stain_reference)
-    predictor, config = _model_and_config(args.model)
+    predictor, config = _model_and_config(args.model, precision=args.precision, engine=args.engine)
+    if args.mpp is not None and not 0 < args.mpp < 100:
+        raise InputError(f"--mpp {args.mpp}: microns per pixel of the tiles (40x scans: about 0.25, 20x: 0.5)")
+    tiles = _only_patients(load_dataset(args.data, mpp=config.mpp, source_mpp=args.mpp), args.patients, args.data)
     name = Path(args.model).resolve().parent.name if Path(args.model).name in ("model.keras", "saved_model") else Path(args.model).stem
     name = f"{config.arch} ({name}){' + Macenko' if args.stain_reference else ''}{' + TTA' if args.tta else ''}"
     methods = {name: (lambda image: predict_nucleus_map(predictor, stain_normalised(image), tta=args.tta), config),
@@ -260,7 +277,7 @@ def cmd_evaluate(args) -> int:
 def _warn_in_sample(model_path: str, data: str, tiles) -> None:
     """A warning naming the scored patients the model was trained on (from its fold's saved
     configuration and scores.json): their scores are in-sample, not held out."""
-    from nucseg.inference.export import training_patients
+    from nucseg.inference.saved import training_patients
 
     trained = training_patients(model_path)
     if not trained:
@@ -295,11 +312,11 @@ def cmd_slide(args) -> int:
         from nucseg.distributed import run_slides_on_ray
 
         options = {"tile": args.tile, "overlap": args.overlap, "batch_size": args.batch_size, "region": args.region,
-                   "mpp": args.mpp, "gzip_geojson": args.gzip, "tta": args.tta, "precision": args.precision}
+                   "mpp": args.mpp, "gzip_geojson": args.gzip, "tta": args.tta, "precision": args.precision, "engine": args.engine}
         run_slides_on_ray(args.model, [(p, Path(args.out) / n) for p, n in zip(args.slides, names)], options,
                           address=None if args.ray == "local" else args.ray)
         return 0
-    predictor, config = _model_and_config(args.model, precision=args.precision)
+    predictor, config = _model_and_config(args.model, precision=args.precision, engine=args.engine)
     predictor = with_tta(predictor) if args.tta else predictor
     for path, name in zip(args.slides, names):
         print(f"{path} -> {Path(args.out) / name}")
@@ -356,7 +373,7 @@ def cmd_bench_slide(args) -> int:
     from nucseg.bench.slide import bench_slide, format_slide_benchmark
     from nucseg.data.dataset import load_dataset
 
-    predictor, config = _model_and_config(args.model, precision=args.precision)
+    predictor, config = _model_and_config(args.model, precision=args.precision, engine=args.engine)
     tiles = load_dataset(resolve_data_path(args.data))
     print(format_slide_benchmark(bench_slide(predictor, config, tiles, Path(args.work), args.side, args.tile, args.overlap,
                                              args.batch_size)))
@@ -440,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     stardist.set_defaults(run=cmd_bench_stardist)
 
     slide_bench = bench.add_parser("slide", help="megapixels/s and peak memory of `nucseg slide` on a mosaic slide")
-    slide_bench.add_argument("model", help="model.keras or a SavedModel folder")
+    slide_bench.add_argument("model", help="model.keras, a SavedModel folder or pretrained:NAME")
     _add_data(slide_bench)
     slide_bench.add_argument("--side", type=int, default=8192, help="side of the square mosaic slide (20000: 400 megapixels)")
     slide_bench.add_argument("--work", default="results/bench_slide", help="where the slide and its outputs go")
@@ -487,18 +504,25 @@ def build_parser() -> argparse.ArgumentParser:
     lodo.set_defaults(run=cmd_lodo)
 
     evaluate = commands.add_parser("evaluate", help="score an exported model on a data set, beside the Otsu baseline")
-    evaluate.add_argument("model", help="model.keras or a SavedModel folder (its config.json gives the post-processing)")
-    evaluate.add_argument("data", help="a data set folder (TNBC or generic layout)")
+    evaluate.add_argument("inputs", nargs="+", metavar="[MODEL] DATA",
+                          help="model.keras, a SavedModel folder or pretrained:NAME (default: the pretrained "
+                               "he-nuclei), then a data set folder (TNBC or generic layout)")
+    evaluate.add_argument("--mpp", type=float, help="microns per pixel of the data set's tiles where its dataset.yaml "
+                                                    "does not say; they are resampled to the model's")
     evaluate.add_argument("--out", required=True, help="folder for tiles.csv, patients.csv, summary.csv, summary.md")
     evaluate.add_argument("--tta", action="store_true", help="average the 8 flips and rotations of each tile")
     _add_stain_reference(evaluate)
     evaluate.add_argument("--patients", nargs="+", metavar="PATIENT",
                           help="score these patients' tiles only (e.g. a fold's held-out patient)")
+    _add_precision(evaluate, default="float32")  # scores that do not depend on the CPU they were computed on
     evaluate.set_defaults(run=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="nuclei of images of any size: label image, GeoJSON, table, map, mask")
-    predict.add_argument("model", help="model.keras or a SavedModel folder")
-    predict.add_argument("images", nargs="+")
+    predict.add_argument("inputs", nargs="+", metavar="[MODEL] IMAGE",
+                         help="model.keras, a SavedModel folder or pretrained:NAME (default: the pretrained "
+                              "he-nuclei), then the images")
+    predict.add_argument("--mpp", type=float, help="microns per pixel of the images (default: a TIFF's resolution "
+                                                   "tags, else the model's); they are resampled to the model's")
     predict.add_argument("--out", required=True)
     predict.add_argument("--tile", type=int, default=512, help="tile side for large images (multiple of 32)")
     predict.add_argument("--overlap", type=int, default=64)
@@ -508,11 +532,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--min-size", type=int, help="smallest nucleus kept, in pixels (default: the model's)")
     predict.add_argument("--tta", action="store_true", help="average the 8 flips and rotations of each image")
     _add_stain_reference(predict)
+    _add_precision(predict)
     predict.set_defaults(run=cmd_predict)
 
     slide = commands.add_parser("slide", help="nuclei of whole-slide images (OpenSlide): GeoJSON, table, overview")
-    slide.add_argument("model", help="model.keras or a SavedModel folder (its config.json: post-processing and mpp)")
-    slide.add_argument("slides", nargs="+", help=".svs, .ndpi, .mrxs, .scn, pyramidal .tif, ...")
+    slide.add_argument("inputs", nargs="+", metavar="[MODEL] SLIDE",
+                       help="model.keras, a SavedModel folder or pretrained:NAME (default: the pretrained he-nuclei), "
+                            "then the slides (.svs, .ndpi, .mrxs, .scn, pyramidal .tif, ...)")
     slide.add_argument("--out", required=True, help="one folder per slide is made in it (rerun to resume)")
     slide.add_argument("--region", type=int, nargs=4, metavar=("X", "Y", "W", "H"), help="level-0 pixels: only this part")
     slide.add_argument("--tile", type=int, default=1024, help="tile side at the model's resolution (multiple of 32)")
@@ -535,9 +561,14 @@ def _add_init(parser) -> None:
                              "widths, or `pretrained:NAME` (see `nucseg models`)")
 
 
-def _add_precision(parser) -> None:
-    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
-                        help="bfloat16: faster on CPUs with AVX512_BF16 (the model's .keras file only)")
+def _add_precision(parser, default: str = "auto") -> None:
+    from nucseg.inference.engines import ENGINES, PRECISION_CHOICES
+
+    parser.add_argument("--engine", choices=ENGINES, default="auto",
+                        help="auto (default): TensorFlow on a GPU, else OpenVINO where installed, else TensorFlow")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=default,
+                        help="auto: bfloat16 on OpenVINO where the CPU has native bfloat16 (AVX512_BF16, AMX), "
+                             f"else float32 (default: {default})")
 
 
 def import_tensorflow_once() -> None:
@@ -576,6 +607,7 @@ def main(argv=None) -> int:
         import_tensorflow_once()
     _log_to_stderr()
     try:
+        _split_model_and_inputs(args)
         out = _checked_out(args)
         if out is None:
             return args.run(args)
@@ -590,6 +622,34 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def looks_like_model(value: str) -> bool:
+    return (value.startswith("pretrained:") or value.endswith(".keras")
+            or (Path(value) / "saved_model.pb").is_file())
+
+
+def _split_model_and_inputs(args) -> None:
+    """`predict|slide [MODEL] INPUT...` and `evaluate [MODEL] DATA`: the model is the first
+    argument where it is one (a .keras file, a SavedModel folder, pretrained:NAME), else the
+    shipped pretrained model; `args.model` becomes a path."""
+    from nucseg import pretrained
+
+    if getattr(args, "inputs", None) is not None:
+        inputs = list(args.inputs)
+        model = inputs.pop(0) if len(inputs) > 1 and looks_like_model(inputs[0]) else None
+        if args.command == "evaluate":
+            if len(inputs) != 1:
+                raise InputError(f"evaluate takes [MODEL] DATA: one data set folder after the model, not {inputs}")
+            args.data = inputs[0]
+        else:
+            setattr(args, "images" if args.command == "predict" else "slides", inputs)
+        if model is None:
+            print(f"using the pretrained model {pretrained.DEFAULT} (pass a model first to use your own)",
+                  file=sys.stderr)
+        args.model = model
+    if hasattr(args, "model"):
+        args.model = pretrained.resolve(args.model)
 
 
 def _log_to_stderr() -> None:

@@ -126,9 +126,12 @@ def _slide_task(model_path, overrides, slide_path, out_dir, options, cpus):
     _threads_for(cpus)
     from nucseg.inference.slide import run_slide
     from nucseg.inference.predict import load_predictor, output_kind_of, with_tta
-    from nucseg.inference.export import model_config
+    from nucseg.inference.saved import model_config
 
-    predictor = load_predictor(model_path, options.pop("precision", "float32"))
+    from nucseg.inference.engines import choose_engine, choose_precision
+
+    engine = choose_engine(options.pop("engine", "tensorflow"))  # chosen on the worker: its own CPU and GPU
+    predictor = load_predictor(model_path, choose_precision(options.pop("precision", "float32"), engine), engine)
     _, config = model_config(model_path, output_kind_of(predictor))
     config = config.replace(**overrides) if overrides else config
     predictor = with_tta(predictor) if options.pop("tta", False) else predictor

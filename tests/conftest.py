@@ -67,7 +67,7 @@ HELD_OUT_PATIENT = "TCGA-DU-8165"
 
 def _small_fold(glioma_tiles, glioma_path, out, arch):
     from nucseg.config import Config
-    from nucseg.training.train import train_fold
+    from nucseg.study.fold import train_fold
 
     config = Config.from_profile("quick", data=str(glioma_path), arch=arch, base_filters=8, unet_depth=2, steps=60,
                                  steps_per_epoch=30, crop=96, tune_postprocess=False)

@@ -13,8 +13,8 @@ from conftest import kill_after_first_checkpoint
 
 from nucseg.cli import main
 from nucseg.config import Config
-from nucseg.training.losses import masked_mean_squared_error
-from nucseg.inference.postprocess import instances_from_config, instances_from_distance
+from nucseg.models.losses import masked_mean_squared_error
+from nucseg.postprocess.instances import instances_from_config, instances_from_distance
 from nucseg.data.weights import distance_target
 
 
@@ -82,7 +82,7 @@ def test_dist_config_post_processes_a_distance_map():
 
 
 def test_dist_fold_trains_resumes_exports_and_predicts_nuclei(glioma_path, tmp_path, monkeypatch, capsys):
-    from nucseg.inference.export import saved_config
+    from nucseg.inference.saved import saved_config
     from nucseg.inference.predict import load_predictor, output_kind_of
     from nucseg.training.train import EpochCheckpoint
 

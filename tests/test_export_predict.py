@@ -11,7 +11,7 @@ from nucseg.inference.predict import ModelLoadError, load_predictor, predict_nuc
 @pytest.fixture(scope="module")
 def exported(glioma_tiles, glioma_path, tmp_path_factory):
     from nucseg.config import Config
-    from nucseg.training.train import train_fold
+    from nucseg.study.fold import train_fold
 
     config = Config.from_profile("quick", data=str(glioma_path), arch="unet", base_filters=4, unet_depth=2,
                                  steps=20, steps_per_epoch=20, crop=64)
@@ -146,7 +146,7 @@ def test_evaluate_scores_a_model_and_the_otsu_baseline_per_tile_and_patient(expo
     import pandas as pd
 
     from nucseg.inference.baseline import otsu_nucleus_map
-    from nucseg.study.metrics import pixel_counts
+    from nucseg.metrics import pixel_counts
 
     chosen = [glioma_tiles[0], glioma_tiles[-1]]  # two patients
     for tile in chosen:
@@ -169,10 +169,10 @@ def test_evaluate_with_a_stain_reference_predicts_the_normalised_tiles(exported,
     import pandas as pd
 
     from nucseg.data.stain import fit_reference, normalise
-    from nucseg.inference.export import model_config
-    from nucseg.inference.postprocess import foreground
+    from nucseg.inference.saved import model_config
+    from nucseg.postprocess.instances import foreground
     from nucseg.inference.predict import load_predictor, predict_nucleus_map
-    from nucseg.study.metrics import pixel_counts
+    from nucseg.metrics import pixel_counts
 
     tile, reference = glioma_tiles[0], glioma_tiles[-1]
     write_png(tmp_path / "data" / tile.patient / f"{tile.tile_id}.png", tile.image)

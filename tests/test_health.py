@@ -1,4 +1,4 @@
-from nucseg.training.health import describe_flags, fold_flags
+from nucseg.study.health import describe_flags, fold_flags
 
 
 def test_a_model_that_learned_is_not_flagged():

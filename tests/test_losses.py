@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from nucseg.training.losses import masked_weighted_cross_entropy
+from nucseg.models.losses import masked_weighted_cross_entropy
 
 
 def numpy_loss(target, weight, probabilities):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, jaccard_score
 
-from nucseg.study.metrics import ObjectCounts, PixelCounts, object_counts, pixel_counts
+from nucseg.metrics import ObjectCounts, PixelCounts, object_counts, pixel_counts
 
 
 def test_pixel_scores_match_scikit_learn():

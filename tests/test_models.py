@@ -120,7 +120,7 @@ def test_every_net_runs_and_a_fold_trains_and_exports_under_jax(glioma_path, tmp
         "for arch in SMALL:\n"
         "    out = np.asarray(build_model(small_config(arch))(np.zeros((1, 64, 96, 3), 'float32')))\n"
         "    assert out.shape == (1, 64, 96, 2), out.shape\n"
-        "import sys, pathlib; from nucseg.data.dataset import load_dataset; from nucseg.training.train import train_fold\n"
+        "import sys, pathlib; from nucseg.data.dataset import load_dataset; from nucseg.study.fold import train_fold\n"
         "config = small_config('unet', data=sys.argv[1], steps=4, steps_per_epoch=2, crop=64)\n"
         "result = train_fold(config, load_dataset(sys.argv[1]), 'TCGA-DU-8165', sys.argv[2], verbose=0)\n"
         "assert (pathlib.Path(sys.argv[2]) / 'saved_model' / 'saved_model.pb').is_file() and result.steps == 4\n"

@@ -1,6 +1,6 @@
 import numpy as np
 
-from nucseg.inference.postprocess import instances_from_probability
+from nucseg.postprocess.instances import instances_from_probability
 
 
 def discs(centres, radius=10, size=80):

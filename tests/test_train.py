@@ -9,7 +9,8 @@ from conftest import kill_after_first_checkpoint
 from nucseg.config import Config, ConfigError
 from nucseg.errors import TrainingDiverged
 from nucseg.training.optimizer import schedule_of
-from nucseg.training.train import CHECKPOINT, SCORES, EpochCheckpoint, StopOnNaN, train_fold
+from nucseg.study.fold import SCORES, train_fold
+from nucseg.training.train import CHECKPOINT, EpochCheckpoint, StopOnNaN
 
 HELD_OUT = "TCGA-DU-8165"
 
@@ -43,7 +44,7 @@ def test_fold_folder_holds_config_models_scores_and_logs(trained_fold):
     assert not (out / CHECKPOINT).exists()  # removed once exported
     chosen = json.loads((out / "postprocess.json").read_text())  # chosen on training tiles only
     assert chosen["tiles"] == 16 and chosen["threshold"] in (0.4, 0.5, 0.6)
-    from nucseg.inference.export import saved_config
+    from nucseg.inference.saved import saved_config
 
     assert saved_config(out / "model.keras").threshold == chosen["threshold"]
 
@@ -110,10 +111,10 @@ def test_killed_in_the_middle_of_an_epoch_it_redoes_that_epoch_only(glioma_tiles
 
 
 def test_killed_during_export_it_exports_again_from_the_checkpoint(glioma_tiles, glioma_path, tmp_path, monkeypatch):
-    import nucseg.inference.export
+    import nucseg.training.export
 
     config = fold_config(glioma_path, steps=30, steps_per_epoch=30, tune_postprocess=False)
-    original = nucseg.inference.export.replace_dir_atomic
+    original = nucseg.training.export.replace_dir_atomic
 
     def killed_while_writing_the_saved_model(path, write_into):
         def write_then_die(folder):
@@ -122,14 +123,14 @@ def test_killed_during_export_it_exports_again_from_the_checkpoint(glioma_tiles,
 
         return original(path, write_then_die)
 
-    monkeypatch.setattr(nucseg.inference.export, "replace_dir_atomic", killed_while_writing_the_saved_model)
+    monkeypatch.setattr(nucseg.training.export, "replace_dir_atomic", killed_while_writing_the_saved_model)
     with pytest.raises(KeyboardInterrupt):
         train_fold(config, glioma_tiles, HELD_OUT, tmp_path / "fold", verbose=0)
     out = tmp_path / "fold"
     assert (out / CHECKPOINT).is_file() and not (out / SCORES).exists()
     assert not (out / "saved_model").exists()  # nothing half-written in place
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left behind
-    monkeypatch.setattr(nucseg.inference.export, "replace_dir_atomic", original)
+    monkeypatch.setattr(nucseg.training.export, "replace_dir_atomic", original)
 
     result = train_fold(config, glioma_tiles, HELD_OUT, out, verbose=0)
     assert result.steps == 30 and (out / "saved_model" / "saved_model.pb").is_file() and (out / SCORES).is_file()

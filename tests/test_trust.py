@@ -127,7 +127,7 @@ def test_same_stem_with_two_suffixes_writes_two_sets_of_files(small_unet_fold, g
 
 
 def test_a_patient_with_nothing_to_find_is_not_given_a_perfect_sensitivity():
-    from nucseg.study.metrics import pixel_counts
+    from nucseg.metrics import pixel_counts
 
     truth = np.zeros((10, 10), int)
     predicted = np.zeros((10, 10), int)
@@ -154,7 +154,7 @@ def test_data_check_and_evaluate_flag_an_all_background_patient(small_unet_fold,
 
 
 def test_fold_flags_name_an_empty_held_out_patient():
-    from nucseg.training.health import describe_flags, fold_flags
+    from nucseg.study.health import describe_flags, fold_flags
 
     flags = fold_flags({"tpr": float("nan"), "predicted_fraction": 0.1}, [1.0, 0.5])
     assert flags == "empty" and "undefined" in describe_flags(flags)

@@ -5,7 +5,7 @@ from scipy import ndimage
 
 from conftest import blob_label
 from nucseg.config import Config
-from nucseg.training.tuning import POSTPROCESS_FILE, choose_postprocess, spread, with_saved_postprocess
+from nucseg.postprocess.tuning import POSTPROCESS_FILE, choose_postprocess, spread, with_saved_postprocess
 
 
 def test_the_threshold_that_recovers_the_nuclei_is_chosen():

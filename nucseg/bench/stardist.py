@@ -75,7 +75,7 @@ def bench_stardist_fold(tiles, held_out: str, out_dir: Path, seconds: float, ste
     """Train, tune and score StarDist on one fold; returns the fold's row (nucseg's metrics)."""
     from stardist import fill_label_holes
 
-    from nucseg.study.metrics import ObjectCounts, PixelCounts, all_scores, object_counts, pixel_counts
+    from nucseg.metrics import ObjectCounts, PixelCounts, all_scores, object_counts, pixel_counts
 
     Config2D, StarDist2D = import_stardist()
     start = time.perf_counter()

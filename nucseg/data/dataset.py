@@ -380,13 +380,14 @@ def read_tile(ref: TileRef) -> Tile:
 # ---------------------------------------------------------------- whole datasets
 
 
-def load_dataset(root, mpp: float | None = None) -> list[Tile]:
+def load_dataset(root, mpp: float | None = None, source_mpp: float | None = None) -> list[Tile]:
     """Every tile of the data set in memory; DatasetError lists every problem found.
 
     `root`: one data set folder, or a list of them. With several, each tile's patient is
     prefixed with its data set's folder name (`tnbc__patient_01`), so that patients stay distinct
     per data set, and `Tile.dataset` names it. `mpp`: the microns per pixel the tiles are wanted
-    at; a data set that declares another resolution in its `dataset.yaml` is resampled to it."""
+    at; a data set that declares another resolution in its `dataset.yaml` (or is said to have
+    `source_mpp`, which wins) is resampled to it."""
     roots = [Path(r) for r in ([root] if isinstance(root, (str, Path)) else root)]
     if not roots:
         raise DatasetError(["no data set given: pass at least one data set folder (--data A [B ...])"])
@@ -398,7 +399,7 @@ def load_dataset(root, mpp: float | None = None) -> list[Tile]:
     tiles, problems = [], []
     for path, name in zip(roots, names):
         try:
-            own = _load_one_dataset(path, mpp)
+            own = _load_one_dataset(path, mpp, source_mpp)
         except DatasetError as err:
             problems.extend(err.problems)
             continue
@@ -431,7 +432,7 @@ def dataset_mpp(root: str | Path) -> float | None:
     return mpp
 
 
-def _load_one_dataset(root: Path, mpp: float | None) -> list[Tile]:
+def _load_one_dataset(root: Path, mpp: float | None, source_mpp: float | None = None) -> list[Tile]:
     refs, problems = find_tiles(root)
     tiles = []
     for ref in refs:
@@ -441,7 +442,7 @@ def _load_one_dataset(root: Path, mpp: float | None) -> list[Tile]:
             problems.extend(err.problems)
     if problems:
         raise DatasetError(problems)
-    declared = dataset_mpp(root) if root.is_dir() else None
+    declared = source_mpp or (dataset_mpp(root) if root.is_dir() else None)
     if mpp is None or declared is None or abs(declared / mpp - 1) < 0.02:
         return tiles
     return [rescale_tile(t, declared / mpp) for t in tiles]

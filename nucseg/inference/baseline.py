@@ -1,6 +1,6 @@
 """The no-learning baseline every model must beat: Otsu's threshold on the hematoxylin channel
 (colour deconvolution, Ruifrok and Johnston's H&E-DAB matrix as scikit-image gives it), then the
-same clean-up and watershed as the networks' probability maps (`nucseg.inference.postprocess`)."""
+same clean-up and watershed as the networks' probability maps (`nucseg.postprocess.instances`)."""
 
 from __future__ import annotations
 

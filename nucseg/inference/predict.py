@@ -27,13 +27,21 @@ from nucseg.models.nets import SIZE_MULTIPLE
 from nucseg.models.loading import ModelLoadError  # noqa: E402  (re-exported: callers import it from here)
 
 
-def load_predictor(path: str | Path, precision: str = "float32"):
+def load_predictor(path: str | Path, precision: str = "float32", engine: str = "tensorflow"):
     """A function (1, H, W, 3) float32 0..255 -> (1, H, W, C) outputs (C = 2 probabilities, or
     C = 1 distance), from a `.keras` file or a SavedModel folder (`model.export`).
 
-    precision "bfloat16" (a `.keras` file only): the net computes in bfloat16 but for its output
-    layer, about 1.5 times as fast on CPUs with AVX512_BF16 (see the README's slide benchmark)."""
+    engine "openvino": compiled by OpenVINO (nucseg.inference.engines), from either export.
+    precision "bfloat16": with TensorFlow (a `.keras` file only) the net computes in bfloat16 but
+    for its output layer; with OpenVINO, its CPU plugin's bfloat16 (see nucseg.inference.engines
+    for where either is faster)."""
     path = Path(path)
+    if engine == "openvino":
+        from nucseg.inference.engines import openvino_predictor
+
+        if not path.exists():
+            raise ModelLoadError(f"{path}: no such file or folder. Pass a model.keras file or a SavedModel folder.")
+        return openvino_predictor(path, precision)
     if precision not in PRECISIONS:
         raise ModelLoadError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
     if precision != "float32" and path.suffix != ".keras":

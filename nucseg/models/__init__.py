@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from nucseg.training.losses import masked_mean_squared_error, masked_weighted_cross_entropy
+from nucseg.models.losses import masked_mean_squared_error, masked_weighted_cross_entropy
 from nucseg.models.blocks import OUTPUT_LAYERS, MaxUnpooling2D, PerImageStandardization
 from nucseg.models.nets import SIZE_MULTIPLE, deconvnet, fcn8, pangnet, unet
 from nucseg.models.vgg import EncoderWeightsError

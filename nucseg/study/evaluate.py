@@ -1,5 +1,5 @@
 """Scoring a trained model on held-out tiles: pixel scores and, after separating touching
-nuclei, object scores; pooled over the patient's tiles (see nucseg.study.metrics)."""
+nuclei, object scores; pooled over the patient's tiles (see nucseg.metrics)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import dataclasses
 import numpy as np
 
 from nucseg.data.dataset import Tile
-from nucseg.study.metrics import ObjectCounts, PixelCounts, all_scores, object_counts, pixel_counts
-from nucseg.inference.postprocess import foreground, instances_from_config
+from nucseg.metrics import ObjectCounts, PixelCounts, all_scores, object_counts, pixel_counts
+from nucseg.postprocess.instances import foreground, instances_from_config
 from nucseg.inference.predict import model_predictor, predict_nucleus_map
 
 

@@ -24,8 +24,8 @@ from nucseg.io import write_text_atomic
 from nucseg.study.evaluate import evaluate_methods
 from nucseg.study.results import SUMMARY_SCORES
 from nucseg.training.runs import claim_folder
-from nucseg.training.train import train_fold
-from nucseg.training.tuning import with_saved_postprocess
+from nucseg.study.fold import train_fold
+from nucseg.postprocess.tuning import with_saved_postprocess
 
 LODO_COLUMNS = ["arch", "left_out", "method", "patients", "tiles", *SUMMARY_SCORES, "iou", "tpr", "seconds", "config_hash"]
 

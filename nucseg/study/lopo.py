@@ -30,12 +30,12 @@ from nucseg.config import Config, ConfigError
 from nucseg.data.dataset import Tile, load_dataset, patients_of
 from nucseg.study.figures import boxplot_figure, overlay_figure, save_figure
 from nucseg.study.folds import check_patients, lopo_folds
-from nucseg.training.health import describe_flags
+from nucseg.study.health import describe_flags
 from nucseg.io import write_text_atomic
 from nucseg.study.results import append_fold_row, markdown_table, read_folds, write_summary
 from nucseg.training.runs import claim_folder
-from nucseg.training.train import train_fold
-from nucseg.training.tuning import with_saved_postprocess
+from nucseg.study.fold import train_fold
+from nucseg.postprocess.tuning import with_saved_postprocess
 
 GRID_FIELDS = ("lr", "momentum", "weight_decay")
 

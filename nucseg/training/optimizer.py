@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 
 from nucseg.config import Config
-from nucseg.training.losses import loss_for
+from nucseg.models.losses import loss_for
 
 
 def schedule_of(config: Config, total_steps: int):

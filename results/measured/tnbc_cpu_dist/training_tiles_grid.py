@@ -6,10 +6,10 @@ from nucseg.config import Config
 from nucseg.data.dataset import load_dataset
 from nucseg.study.folds import fold_for
 from nucseg.data.dataset import patients_of
-from nucseg.training.tuning import spread
+from nucseg.postprocess.tuning import spread
 from nucseg.inference.predict import load_predictor, predict_nucleus_map
-from nucseg.inference.postprocess import distance_maxima, instances_from_distance
-from nucseg.study.metrics import PixelCounts, ObjectCounts, pixel_counts, object_counts, all_scores
+from nucseg.postprocess.instances import distance_maxima, instances_from_distance
+from nucseg.metrics import PixelCounts, ObjectCounts, pixel_counts, object_counts, all_scores
 
 run = Path(sys.argv[1]); tta = len(sys.argv) > 2 and sys.argv[2] == "tta"
 tiles = load_dataset("/work/shared/data/tnbc")

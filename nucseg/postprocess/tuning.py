@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nucseg.study.metrics import ObjectCounts, object_counts
-from nucseg.inference.postprocess import distance_maxima, instances_from_config, instances_from_distance
+from nucseg.metrics import ObjectCounts, object_counts
+from nucseg.postprocess.instances import distance_maxima, instances_from_config, instances_from_distance
 
 POSTPROCESS_FILE = "postprocess.json"
 GRIDS = {

@@ -53,7 +53,7 @@ def instances_from_probability(probability: np.ndarray, threshold: float = 0.5, 
 def distance_maxima(distance: np.ndarray, h: float) -> np.ndarray:
     """The markers of the dynamic watershed: the maxima of the distance map that stand at least h
     above the saddle to a higher one (h-maxima), as a boolean image. A plateau is one maximum.
-    (The slow step, 0.3 s for 512 x 512: `nucseg.training.tuning` computes it once per h.)"""
+    (The slow step, 0.3 s for 512 x 512: `nucseg.postprocess.tuning` computes it once per h.)"""
     return h_maxima(np.maximum(np.asarray(distance, np.float32), 0), np.float32(h)).astype(bool)
 
 

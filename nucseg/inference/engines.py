@@ -1,0 +1,138 @@
+"""Inference engines: what runs an exported net over batches of tiles.
+
+- "tensorflow": the `.keras` model (Keras's compiled predict step) or the SavedModel, as trained.
+- "openvino": the SavedModel (or the `.keras` file, exported on the fly) converted by OpenVINO
+  (`openvino` from the package registry) and compiled for the CPU. The same outputs to about
+  1e-3 in float32 (tested); 1.3 to 1.5 times as fast as TensorFlow on the CPUs measured
+  (results/measured/engines/README.md).
+
+`--engine auto` takes TensorFlow where it sees a GPU, else OpenVINO where it is installed, else
+TensorFlow. `--precision auto` takes bfloat16 only on OpenVINO on a CPU with native bfloat16
+(AVX512_BF16 or AMX), where it was measured 2 to 3 times as fast as float32 with distances within
+0.05 pixel; everywhere else float32, which is never slower. bfloat16 on TensorFlow (Keras's
+mixed_bfloat16) must be asked for: it was 1.6 times slower than float32 on an AVX2-only CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from nucseg.errors import InputError
+
+LOG = logging.getLogger(__name__)
+ENGINES = ("auto", "tensorflow", "openvino")
+PRECISION_CHOICES = ("auto", "float32", "bfloat16")
+NATIVE_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux's /proc/cpuinfo); empty where they cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def native_bfloat16() -> bool:
+    return any(flag in cpu_flags() for flag in NATIVE_BFLOAT16_FLAGS)
+
+
+def openvino_installed() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def gpu_visible() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def choose_engine(requested: str = "auto") -> str:
+    if requested not in ENGINES:
+        raise InputError(f"--engine {requested}: choose one of {', '.join(ENGINES)}")
+    if requested == "openvino" and not openvino_installed():
+        raise InputError("--engine openvino: OpenVINO is not installed; `pip install openvino` (or use --engine tensorflow)")
+    if requested != "auto":
+        return requested
+    if gpu_visible() or not openvino_installed():
+        return "tensorflow"
+    return "openvino"
+
+
+def choose_precision(requested: str, engine: str) -> str:
+    if requested not in PRECISION_CHOICES:
+        raise InputError(f"--precision {requested}: choose one of {', '.join(PRECISION_CHOICES)}")
+    if requested != "auto":
+        return requested
+    return "bfloat16" if engine == "openvino" and native_bfloat16() else "float32"
+
+
+def describe(engine: str, precision: str) -> str:
+    bf16 = "native bfloat16" if native_bfloat16() else "no native bfloat16"
+    return f"engine {engine}, {precision} ({cpu_name()}, {bf16})"
+
+
+class OpenVINOPredictor:
+    """A predictor (N, H, W, 3) float32 0..255 -> (N, H, W, C), compiled by OpenVINO for the CPU,
+    with dynamic batch and sides (one compilation serves every tile size)."""
+
+    def __init__(self, saved_model_dir: str | Path, precision: str = "float32", threads: int | None = None):
+        import openvino as ov
+
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bfloat16" else "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            model = ov.convert_model(str(saved_model_dir))
+            self.compiled = core.compile_model(model, "CPU", config)
+        except Exception as err:  # OpenVINO raises its own RuntimeError subclasses, with C++ traces
+            raise InputError(f"{saved_model_dir}: OpenVINO cannot convert this model ({str(err).splitlines()[0][:200]}); "
+                             "use --engine tensorflow") from err
+        self.precision = precision
+
+    def __call__(self, batch) -> np.ndarray:
+        return np.asarray(self.compiled(np.ascontiguousarray(batch, dtype=np.float32))[0])
+
+
+def openvino_predictor(model_path: str | Path, precision: str = "float32") -> OpenVINOPredictor:
+    """OpenVINO from a SavedModel folder, or from a `.keras` file exported to a temporary SavedModel
+    first (OpenVINO reads SavedModels; the export takes a few seconds)."""
+    model_path = Path(model_path)
+    if model_path.is_dir():
+        from nucseg.models.loading import load_saved_model
+
+        load_saved_model(model_path)  # its checks and messages: variables/ there, a `serve` endpoint
+        return OpenVINOPredictor(model_path, precision)
+    from nucseg.training.export import quiet_tensorflow_log
+    from nucseg.models.loading import load_keras_model
+
+    model = load_keras_model(model_path)
+    with tempfile.TemporaryDirectory(prefix="nucseg-openvino-") as folder, quiet_tensorflow_log():
+        model.export(str(Path(folder) / "saved_model"), format="tf_saved_model", verbose=False)
+        return OpenVINOPredictor(Path(folder) / "saved_model", precision)

@@ -1,0 +1,69 @@
+"""The inference engines (issue 20): OpenVINO gives TensorFlow's outputs, from both exports, for
+a binary net and DIST; the choice of engine and precision follows the device and the CPU."""
+
+import numpy as np
+import pytest
+
+from nucseg.inference import engines
+from nucseg.inference.predict import load_predictor, predict_nucleus_map
+
+pytest.importorskip("openvino")
+
+
+@pytest.mark.parametrize("fold", ["small_unet_fold", "small_dist_fold"])
+@pytest.mark.parametrize("export", ["model.keras", "saved_model"])
+def test_openvino_float32_gives_tensorflows_outputs(fold, export, request, glioma_tiles):
+    model = request.getfixturevalue(fold) / export
+    batch = np.stack([t.image[:256, :320] for t in glioma_tiles[:2]]).astype(np.float32)
+    expected = load_predictor(model)(batch)
+    got = load_predictor(model, engine="openvino")(batch)
+    assert got.shape == expected.shape
+    scale = 1.0 if fold == "small_unet_fold" else max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(got, expected, atol=2e-3 * scale)  # float32 both; the order of sums differs
+
+
+def test_openvino_takes_any_tile_size_with_one_compilation(small_dist_fold, glioma_tiles):
+    predictor = load_predictor(small_dist_fold / "saved_model", engine="openvino")
+    image = glioma_tiles[0].image
+    tiled = predict_nucleus_map(predictor, image[:480, :500], tile=256, overlap=32)
+    whole = predict_nucleus_map(load_predictor(small_dist_fold / "saved_model"), image[:480, :500], tile=256, overlap=32)
+    assert tiled.shape == (480, 500)
+    assert np.abs(tiled - whole).max() < 2e-3 * max(1.0, float(np.abs(whole).max()))
+
+
+def test_openvino_bfloat16_stays_close_where_the_cpu_has_it(small_dist_fold, glioma_tiles):
+    if not engines.native_bfloat16():
+        pytest.skip("this CPU has no native bfloat16 (AVX512_BF16 or AMX): auto precision is float32 here")
+    batch = glioma_tiles[0].image[None, :256, :256].astype(np.float32)
+    full = load_predictor(small_dist_fold / "saved_model", engine="openvino")(batch)
+    half = load_predictor(small_dist_fold / "saved_model", precision="bfloat16", engine="openvino")(batch)
+    assert 0 < np.abs(half - full).max() < 0.1 * max(1.0, float(np.abs(full).max()))
+
+
+def test_auto_choices(monkeypatch):
+    monkeypatch.setattr(engines, "gpu_visible", lambda: False)
+    assert engines.choose_engine("auto") == "openvino"
+    monkeypatch.setattr(engines, "gpu_visible", lambda: True)
+    assert engines.choose_engine("auto") == "tensorflow"  # on a GPU, TensorFlow
+    monkeypatch.setattr(engines, "cpu_flags", lambda: frozenset({"avx2", "fma"}))  # an AVX2-only CPU
+    assert engines.choose_precision("auto", "openvino") == "float32"
+    monkeypatch.setattr(engines, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16", "amx_bf16"}))
+    assert engines.choose_precision("auto", "openvino") == "bfloat16"
+    assert engines.choose_precision("auto", "tensorflow") == "float32"  # measured slower on AVX2: never by default
+    assert engines.choose_precision("float32", "openvino") == "float32"
+    with pytest.raises(engines.InputError, match="--engine onnx"):
+        engines.choose_engine("onnx")
+
+
+def test_cli_predict_says_which_engine_and_precision(small_unet_fold, glioma_tiles, tmp_path, capsys):
+    from conftest import write_png
+    from nucseg.cli import main
+
+    image = write_png(tmp_path / "in" / "x.png", glioma_tiles[0].image[:128, :128])
+    for engine in ("tensorflow", "openvino"):
+        assert main(["predict", str(small_unet_fold / "saved_model"), str(image), "--out", str(tmp_path / engine),
+                     "--engine", engine, "--precision", "float32"]) == 0
+        assert f"engine {engine}, float32" in capsys.readouterr().err
+    a = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "tensorflow" / "x_prob.png"), int)
+    b = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "openvino" / "x_prob.png"), int)
+    assert np.abs(a - b).max() <= 1  # the same probability map to one grey level
