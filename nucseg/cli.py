@@ -280,9 +280,17 @@ def _warn_in_sample(model_path: str, data: str, tiles) -> None:
     from nucseg.inference.saved import training_patients
 
     trained = training_patients(model_path)
-    if not trained:
-        return
     name = Path(data).resolve().name
+    if not trained:
+        from nucseg.inference.saved import saved_config
+
+        config = saved_config(model_path)
+        sets = [Path(p).name for p in config.data_paths] if config is not None else []
+        if name in sets:  # a model trained on whole data sets (the pretrained one): no fold, no held-out patient
+            print(f"WARNING: {model_path} was trained on the data set {name} (all of its patients): these scores are "
+                  "in-sample, not held out. Use `nucseg lodo` for scores on a data set a model never saw.",
+                  file=sys.stderr)
+        return
     seen = sorted({t.patient for t in tiles if (name, t.patient) in trained})
     if seen:
         print(f"WARNING: {model_path} was trained on {len(seen)} of the scored patients ({', '.join(seen)} of {data}): "
