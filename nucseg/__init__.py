@@ -1,9 +1,13 @@
-"""nucseg: nuclei segmentation in H&E histopathology, five networks under leave-one-patient-out
-validation, and trained models applied to images and whole slides.
+"""nucseg: nuclei segmentation in H&E histopathology: a pretrained model, five networks under
+leave-one-patient-out (and leave-one-data-set-out) validation, and trained models applied to
+images and whole slides.
 
-Packages by domain: `data` (data sets, targets, augmentation, tf.data), `models` (the nets),
-`training` (one resumable fold, optimiser, losses), `inference` (prediction, post-processing,
-nuclei as objects, export, slides), `study` (folds, scores, tables, figures), `bench`
-(benchmarks that print numbers); `config` (the one Config), `cli` (the `nucseg` command)."""
+Packages by layer, bottom up (each imports only from its own layer and those below; checked by
+tests/test_layers.py): `errors`, `config` (the one Config), `io` (atomic writes, the run lock),
+`outputs` (where a run may write); `models` (the nets, their losses, loading); `data` (data
+sets, targets, augmentation, tf.data) and `pretrained` (the shipped models); `postprocess`
+(nucleus maps into nuclei, and the choice of its parameters) and `metrics`; `training` (fit,
+resume, export); `inference` (engines, prediction, resolution, nuclei as objects, slides);
+`study` (folds, lopo, lodo, evaluation, tables, figures); `bench`, `distributed` and `cli` on top."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"  # as pyproject.toml's; tests/test_config.py checks that they agree

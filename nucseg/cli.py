@@ -383,8 +383,11 @@ def cmd_bench_slide(args) -> int:
 
     predictor, config = _model_and_config(args.model, precision=args.precision, engine=args.engine)
     tiles = load_dataset(resolve_data_path(args.data))
+    from nucseg.inference.engines import cpu_summary
+
     print(format_slide_benchmark(bench_slide(predictor, config, tiles, Path(args.work), args.side, args.tile, args.overlap,
                                              args.batch_size)))
+    print(f"CPU: {cpu_summary()}")
     return 0
 
 
@@ -522,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stain_reference(evaluate)
     evaluate.add_argument("--patients", nargs="+", metavar="PATIENT",
                           help="score these patients' tiles only (e.g. a fold's held-out patient)")
-    _add_precision(evaluate, default="float32")  # scores that do not depend on the CPU they were computed on
+    _add_precision(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="nuclei of images of any size: label image, GeoJSON, table, map, mask")
@@ -575,8 +578,8 @@ def _add_precision(parser, default: str = "auto") -> None:
     parser.add_argument("--engine", choices=ENGINES, default="auto",
                         help="auto (default): TensorFlow on a GPU, else OpenVINO where installed, else TensorFlow")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=default,
-                        help="auto: bfloat16 on OpenVINO where the CPU has native bfloat16 (AVX512_BF16, AMX), "
-                             f"else float32 (default: {default})")
+                        help="auto (float32): bfloat16 is faster only on CPUs with AVX512_BF16 or AMX, and moves "
+                             f"DIST's nuclei (see docs/speed.md) (default: {default})")
 
 
 def import_tensorflow_once() -> None:

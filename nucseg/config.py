@@ -25,7 +25,7 @@ INPUT_NORMS = ("unit", "per_image")
 DATA_ENV_VAR = "NUCSEG_DATA"
 # Fields added after results were published: left out of config_hash while unset, so that the
 # hashes (and folds.csv) of earlier runs stay what they were.
-HASHED_ONLY_WHEN_SET = ("dataset_weights", "init")
+HASHED_ONLY_WHEN_SET = {"dataset_weights": None, "init": None, "grid": 1, "separable": False}
 DEFAULT_DATA = "data/tnbc"
 
 
@@ -70,6 +70,8 @@ class Config:
     fc_filters: int = 4096  # FCN-8s fc6/fc7 and DeconvNet fc width
     batch_norm: bool = True
     input_norm: str = "per_image"  # "per_image": each image's channels to mean 0, std 1; "unit": 0..255 -> -1..1
+    grid: int = 1  # U-Net and DIST: 2 runs the net at half resolution and upsamples its output (a quarter of the cost)
+    separable: bool = False  # U-Net and DIST: depthwise-separable convolutions in the deeper blocks
     encoder_weights: str | None = None  # None, "imagenet" or a .weights.h5 / .h5 path
     init: str | None = None  # start from this model's weights (a .keras file of the same net): fine-tuning
 
@@ -165,7 +167,7 @@ class Config:
     def config_hash(self, ignore=("data",)) -> str:
         """Names what determines the results: every field but the data path (and `ignore`)."""
         values = {k: v for k, v in self.to_dict().items()
-                  if k not in ignore and not (k in HASHED_ONLY_WHEN_SET and v is None)}
+                  if k not in ignore and not (k in HASHED_ONLY_WHEN_SET and v == HASHED_ONLY_WHEN_SET[k])}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
@@ -188,6 +190,8 @@ class Config:
             problems.append(f"unet_depth={self.unet_depth} must be between 1 and 5")
         if self.lr <= 0:
             problems.append(f"lr={self.lr} must be positive")
+        if self.grid not in (1, 2):
+            problems.append(f"grid={self.grid} must be 1 (full resolution) or 2 (half resolution, upsampled)")
         if self.input_norm not in INPUT_NORMS:
             problems.append(f"input_norm={self.input_norm!r} must be one of {INPUT_NORMS}")
         if self.zoom_max < 1:

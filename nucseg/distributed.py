@@ -15,6 +15,8 @@ Ray is optional (`pip install -e ".[ray]"`); without it, --ray says how to insta
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from pathlib import Path
 
@@ -35,16 +37,23 @@ def import_ray():
     return ray
 
 
-def start_ray(address: str | None = None, num_cpus: int | None = None):
-    """Join the cluster at `address`, or start a local Ray instance sized to this machine
-    (num_cpus: all of its cores unless given)."""
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None):
+    """Ray, joined at `address` or started locally sized to this machine (num_cpus: all of its
+    cores unless given); shut down at the end where this call started it (a Ray the caller
+    started, as the tests do, is left running)."""
     ray = import_ray()
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-    return ray
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _task_resources(cpus: int, cluster_gpus: float) -> dict:
@@ -87,11 +96,15 @@ class RayRunner:
         self.fold_function = fold_function  # None: nucseg.study.lopo.run_fold (tests wrap it)
 
     def run(self, jobs, tiles, out_dir: Path, verbose: int = 1, log=print):
-        from nucseg.study.lopo import run_fold
 
         if not jobs:
             return
-        ray = start_ray(self.address, self.num_cpus)
+        with ray_session(self.address, self.num_cpus) as ray:
+            yield from self._run_on(ray, jobs, tiles, out_dir, verbose, log)
+
+    def _run_on(self, ray, jobs, tiles, out_dir: Path, verbose: int, log):
+        from nucseg.study.lopo import run_fold
+
         gpus = ray.cluster_resources().get("GPU", 0)
         task = ray.remote(**_task_resources(self.cpus_per_fold, gpus), max_retries=self.max_retries)(_fold_task)
         tiles_ref = ray.put(tiles)
@@ -142,7 +155,11 @@ def run_slides_on_ray(model_path, slides: list[tuple[str, Path]], options: dict,
                       cpus_per_slide: int = 1, max_retries: int = 3, log=print) -> list[dict]:
     """One Ray task per slide (`slides`: (path, output folder) pairs), each writing its own folder
     as `nucseg slide` does; a lost worker's slide resumes from its last written part."""
-    ray = start_ray(address)
+    with ray_session(address) as ray:
+        return _slides_on(ray, model_path, slides, options, cpus_per_slide, max_retries, log)
+
+
+def _slides_on(ray, model_path, slides, options, cpus_per_slide, max_retries, log) -> list[dict]:
     gpus = ray.cluster_resources().get("GPU", 0)
     task = ray.remote(**_task_resources(cpus_per_slide, gpus), max_retries=max_retries)(_slide_task)
     pending = {task.remote(str(model_path), {}, str(path), str(out), dict(options), cpus_per_slide): path

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export NUCSEG_DATA="${NUCSEG_DATA:-$(cd .. && pwd)/shared/data/tcga_glioma}"
 export NUCSEG_SMOKE=1  # notebook 02 trains a small subset (see its first cell)
+.venv/bin/ruff check nucseg tests scripts  # the linter's configuration: pyproject.toml [tool.ruff]
 export TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}" MPLBACKEND=Agg
 exec .venv/bin/python -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/sanitize.cfg \
   --nbval-current-env -p no:cacheprovider "$@"

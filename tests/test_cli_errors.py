@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import blob_label, make_generic_dataset, write_png
+from conftest import make_generic_dataset, write_png
 from nucseg.cli import main
 
 

@@ -81,3 +81,13 @@ def test_cli_reports_a_bad_option_without_a_traceback(capsys):
 def test_out_of_range_or_mistyped_values_are_named(changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         Config().replace(**changes)
+
+
+def test_one_version():
+    import re
+    from pathlib import Path
+
+    import nucseg
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1) == nucseg.__version__

@@ -47,10 +47,11 @@ def test_auto_choices(monkeypatch):
     assert engines.choose_engine("auto") == "tensorflow"  # on a GPU, TensorFlow
     monkeypatch.setattr(engines, "cpu_flags", lambda: frozenset({"avx2", "fma"}))  # an AVX2-only CPU
     assert engines.choose_precision("auto", "openvino") == "float32"
+    assert engines.choose_precision("bfloat16", "openvino") == "bfloat16"  # asked for: done, with a warning
     monkeypatch.setattr(engines, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16", "amx_bf16"}))
-    assert engines.choose_precision("auto", "openvino") == "bfloat16"
-    assert engines.choose_precision("auto", "tensorflow") == "float32"  # measured slower on AVX2: never by default
-    assert engines.choose_precision("float32", "openvino") == "float32"
+    # native bfloat16 is faster, but it moved DIST's nuclei (AJI -0.016 on TNBC): float32 stays the default
+    assert engines.choose_precision("auto", "openvino") == "float32"
+    assert engines.choose_precision("auto", "tensorflow") == "float32"
     with pytest.raises(engines.InputError, match="--engine onnx"):
         engines.choose_engine("onnx")
 
@@ -62,7 +63,7 @@ def test_cli_predict_says_which_engine_and_precision(small_unet_fold, glioma_til
     image = write_png(tmp_path / "in" / "x.png", glioma_tiles[0].image[:128, :128])
     for engine in ("tensorflow", "openvino"):
         assert main(["predict", str(small_unet_fold / "saved_model"), str(image), "--out", str(tmp_path / engine),
-                     "--engine", engine, "--precision", "float32"]) == 0
+                     "--engine", engine]) == 0
         assert f"engine {engine}, float32" in capsys.readouterr().err
     a = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "tensorflow" / "x_prob.png"), int)
     b = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "openvino" / "x_prob.png"), int)

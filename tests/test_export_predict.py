@@ -9,13 +9,9 @@ from nucseg.inference.predict import ModelLoadError, load_predictor, predict_nuc
 
 
 @pytest.fixture(scope="module")
-def exported(glioma_tiles, glioma_path, tmp_path_factory):
-    from nucseg.config import Config
-    from nucseg.study.fold import train_fold
-
-    config = Config.from_profile("quick", data=str(glioma_path), arch="unet", base_filters=4, unet_depth=2,
-                                 steps=20, steps_per_epoch=20, crop=64)
-    return train_fold(config, glioma_tiles, "TCGA-DU-8165", tmp_path_factory.mktemp("unet"), verbose=0).out_dir
+def exported(small_unet_fold):
+    """The session's small U-Net fold (tests/conftest.py), trained once for every test that needs one."""
+    return small_unet_fold
 
 
 def test_saved_model_gives_the_keras_models_output(exported, glioma_tiles):
@@ -179,7 +175,7 @@ def test_evaluate_with_a_stain_reference_predicts_the_normalised_tiles(exported,
     write_png(tmp_path / "data" / tile.patient / f"{tile.tile_id}_label.png", tile.label.astype(np.uint16))
     write_png(tmp_path / "reference.png", reference.image)
     code = main(["evaluate", str(exported / "saved_model"), str(tmp_path / "data"), "--stain-reference",
-                 str(tmp_path / "reference.png"), "--out", str(tmp_path / "ev")])
+                 str(tmp_path / "reference.png"), "--out", str(tmp_path / "ev"), "--engine", "tensorflow"])
     assert code == 0
     tiles = pd.read_csv(tmp_path / "ev" / "tiles.csv").set_index("method")
     model_rows = [m for m in tiles.index if m.endswith("+ Macenko")]

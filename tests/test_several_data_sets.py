@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import blob_label, make_generic_dataset, write_png
+from conftest import make_generic_dataset, write_png
 from nucseg.cli import main
 from nucseg.config import Config, ConfigError
 from nucseg.data.dataset import DatasetError, load_dataset, patients_of

@@ -9,7 +9,6 @@ import signal
 import stat
 import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import pytest

@@ -63,12 +63,13 @@ def bench_slide(predictor, config, tiles, work_dir: Path, side: int, tile: int, 
         import shutil
 
         shutil.rmtree(out)
-    start = time.perf_counter()
-    summary = run_slide(predictor, config, slide, out, tile=tile, overlap=overlap, batch_size=batch_size, verbose=1)
+    start, timings = time.perf_counter(), {}
+    summary = run_slide(predictor, config, slide, out, tile=tile, overlap=overlap, batch_size=batch_size, verbose=1,
+                        timings=timings)
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"side": side, "megapixels": side * side / 1e6, "seconds": seconds, "megapixels_per_second": side * side / 1e6 / seconds,
-            "nuclei": summary["nuclei"], "tiles": summary["tiles"], "peak_memory_mb": peak_mb,
+            "nuclei": summary["nuclei"], "tiles": summary["tiles"], "peak_memory_mb": peak_mb, "stages": timings,
             "net_megapixels_per_second": net_speed(predictor, tiles, tile, batch_size)}
 
 
@@ -87,4 +88,6 @@ def format_slide_benchmark(result: dict) -> str:
     return (f"slide {result['side']} x {result['side']} ({result['megapixels']:.0f} megapixels, {result['tiles']} tiles): "
             f"{result['seconds']:.0f} s end to end, {result['megapixels_per_second']:.2f} megapixels/s, "
             f"{result['nuclei']} nuclei; peak memory of the process {result['peak_memory_mb']:.0f} MB; "
-            f"the net's forward pass alone: {result['net_megapixels_per_second']:.2f} megapixels/s")
+            f"the net's forward pass alone: {result['net_megapixels_per_second']:.2f} megapixels/s\n"
+            + "seconds by stage (nuclei run in a thread beside read and predict; wait: the pipeline idle for them): "
+            + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in result["stages"].items()))

@@ -7,10 +7,12 @@
   (results/measured/engines/README.md).
 
 `--engine auto` takes TensorFlow where it sees a GPU, else OpenVINO where it is installed, else
-TensorFlow. `--precision auto` takes bfloat16 only on OpenVINO on a CPU with native bfloat16
-(AVX512_BF16 or AMX), where it was measured 2 to 3 times as fast as float32 with distances within
-0.05 pixel; everywhere else float32, which is never slower. bfloat16 on TensorFlow (Keras's
-mixed_bfloat16) must be asked for: it was 1.6 times slower than float32 on an AVX2-only CPU.
+TensorFlow. `--precision auto` is float32. bfloat16 must be asked for, and is worth it only on a
+CPU with native bfloat16 (AVX512_BF16 or AMX): there OpenVINO's bfloat16 ran the DIST forward
+pass 2.7 times as fast as its float32, but its coarser distances moved the nuclei the dynamic
+watershed finds (TNBC: AJI 0.619 -> 0.603, object F1 0.752 -> 0.722; pixel F1 equal), so it is
+not the default; on an AVX2-only CPU TensorFlow's bfloat16 was 1.6 times slower than float32, and
+asking for bfloat16 there is warned about (results/measured/engines/README.md).
 """
 
 from __future__ import annotations
@@ -54,6 +56,14 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_summary() -> str:
+    """The CPU's name and the flags that decide the speed of a net: for every speed figure."""
+    shown = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in cpu_flags()]
+    import os
+
+    return f"{cpu_name()}, {os.cpu_count()} cores, flags: {' '.join(shown) or 'unknown'}"
+
+
 def native_bfloat16() -> bool:
     return any(flag in cpu_flags() for flag in NATIVE_BFLOAT16_FLAGS)
 
@@ -87,9 +97,10 @@ def choose_engine(requested: str = "auto") -> str:
 def choose_precision(requested: str, engine: str) -> str:
     if requested not in PRECISION_CHOICES:
         raise InputError(f"--precision {requested}: choose one of {', '.join(PRECISION_CHOICES)}")
-    if requested != "auto":
-        return requested
-    return "bfloat16" if engine == "openvino" and native_bfloat16() else "float32"
+    if requested == "bfloat16" and not native_bfloat16():
+        LOG.warning(f"--precision bfloat16 on a CPU without native bfloat16 ({cpu_name()}: no AVX512_BF16 or AMX): "
+                    "it is emulated, and slower than float32 here")
+    return "float32" if requested == "auto" else requested
 
 
 def describe(engine: str, precision: str) -> str:

@@ -106,8 +106,8 @@ def check_tiling(tile: int, overlap: int) -> None:
 def output_names(paths) -> list[str]:
     """One output name per input image, unique per input path (its suffix included): the file
     name without extension; where two inputs share that, their path below the common folder with
-    '/' as '__' and the extension kept (a/x.png -> a__x_png, b/x.jpg -> b__x_jpg); a name that
-    would still collide gets a short hash of its path."""
+    '/' as '__' (a/x.png -> a__x); where that is shared too, with the extension (same.png ->
+    same_png, same.jpg -> same_jpg); a name that would still collide gets a short hash of its path."""
     import hashlib
 
     paths = [Path(p) for p in paths]
@@ -115,19 +115,21 @@ def output_names(paths) -> list[str]:
     if len(set(resolved)) < len(resolved):
         twice = sorted({str(p) for p, r in zip(paths, resolved) if resolved.count(r) > 1})
         raise InputError(f"{', '.join(twice)}: the same image is given twice; give each image once.")
-    stems = [p.stem for p in paths]
-    if len(set(stems)) == len(stems):
-        return stems
     common = Path(os.path.commonpath([r.parent for r in resolved]))
-    names = []
-    for stem, path in zip(stems, resolved):
-        if stems.count(stem) == 1:
-            names.append(stem)
-            continue
+
+    def by_path(path: Path) -> str:
         relative = path.relative_to(common)
-        names.append("__".join([*relative.parent.parts, stem]) + "_" + path.suffix.lstrip(".").lower())
-    return [name if names.count(name) == 1 else f"{name}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
-            for name, path in zip(names, resolved)]
+        return "__".join([*relative.parent.parts, path.stem])
+
+    rules = [lambda path: path.stem, by_path, lambda path: f"{by_path(path)}_{path.suffix.lstrip('.').lower()}",
+             lambda path: f"{by_path(path)}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"]
+    names = [rules[0](path) for path in resolved]
+    for rule in rules[1:]:
+        clashing = {n for n in names if names.count(n) > 1}
+        if not clashing:
+            break
+        names = [rule(path) if name in clashing else name for name, path in zip(names, resolved)]
+    return names
 
 
 def with_tta(predictor):

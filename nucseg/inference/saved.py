@@ -27,7 +27,6 @@ def saved_config(model_path: str | Path):
     """The Config a model was trained with: config.json of its fold folder (beside model.keras and
     saved_model/), with the post-processing chosen for that fold (postprocess.json), or None
     where there is none."""
-    import json
 
     from nucseg.config import Config
     from nucseg.postprocess.tuning import with_saved_postprocess

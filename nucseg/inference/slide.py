@@ -206,8 +206,12 @@ def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, cor
 
 
 def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int = 128, batch_size: int = 2,
-              region=None, mpp: float | None = None, gzip_geojson: bool = False, verbose: int = 1) -> dict:
-    """Nuclei of a slide (or of a region of it) into out_dir; returns the summary (slide.json)."""
+              region=None, mpp: float | None = None, gzip_geojson: bool = False, verbose: int = 1,
+              timings: dict | None = None) -> dict:
+    """Nuclei of a slide (or of a region of it) into out_dir; returns the summary (slide.json).
+    `timings`, where given, gets the seconds spent in each stage (read, predict, nuclei, wait,
+    assemble): nuclei are found in a thread while the next batch is read and predicted, so "wait"
+    is the time the pipeline stood waiting for them."""
     from nucseg.inference.predict import check_tiling
 
     check_tiling(tile, overlap)
@@ -226,22 +230,40 @@ def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int =
     map_name = "mean_distance" if config.output_kind == "distance" else "mean_probability"
     batch_nuclei = functools.partial(_batch_nuclei, plan, config, tile_cores(plan.width, tile, overlap),
                                      tile_cores(plan.height, tile, overlap), map_name)
+    timings = timings if timings is not None else {}
+    for stage in ("read", "predict", "nuclei", "wait", "assemble"):
+        timings.setdefault(stage, 0.0)
+    batch_nuclei = _timed(batch_nuclei, timings, "nuclei")
     with ThreadPoolExecutor(max_workers=1) as nuclei_thread:
         for number, part in enumerate(parts):
             part_path = out_dir / "parts" / f"{number:05d}.json"
             if not part_path.is_file():
                 write_json_atomic(part_path, _part_nuclei(slide, plan, part, predictor, batch_size, batch_nuclei,
-                                                          nuclei_thread))
+                                                          nuclei_thread, timings))
             done += len(part)
             if bar:
                 bar.update(done)
+    assembling = time.perf_counter()
     summary = _assemble(slide, plan, out_dir, len(parts), gzip_geojson)
+    timings["assemble"] += time.perf_counter() - assembling
     summary["seconds"] = round(time.perf_counter() - start, 1)
     write_json_atomic(out_dir / "slide.json", summary)
     return summary
 
 
-def _part_nuclei(slide, plan: SlidePlan, part, predictor, batch_size: int, batch_nuclei, nuclei_thread) -> dict:
+def _timed(function, timings: dict, stage: str):
+    def timed(*args):
+        start = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            timings[stage] += time.perf_counter() - start
+
+    return timed
+
+
+def _part_nuclei(slide, plan: SlidePlan, part, predictor, batch_size: int, batch_nuclei, nuclei_thread,
+                 timings: dict) -> dict:
     """The nuclei of a part's tiles (what parts/NNNNN.json holds), batch by batch: each batch's
     nuclei are found (`batch_nuclei(group, images, maps)`) in `nuclei_thread` while the next
     batch is predicted."""
@@ -250,11 +272,19 @@ def _part_nuclei(slide, plan: SlidePlan, part, predictor, batch_size: int, batch
     found, previous = [], None
     for first in range(0, len(part), batch_size):
         group = part[first : first + batch_size]
+        start = time.perf_counter()
         images = np.stack([read_tile(slide, plan, tx, ty) for tx, ty in group])
+        read = time.perf_counter()
         maps = nucleus_channel(np.asarray(predictor(images.astype(np.float32))))
+        predicted = time.perf_counter()
         found += previous.result() if previous else []
+        timings["read"] += read - start
+        timings["predict"] += predicted - read
+        timings["wait"] += time.perf_counter() - predicted
         previous = nuclei_thread.submit(batch_nuclei, group, images, maps)
+    waiting = time.perf_counter()
     found += previous.result() if previous else []
+    timings["wait"] += time.perf_counter() - waiting
     tables = [table for features, table, _ in found if features]
     rows = pd.concat(tables) if tables else pd.DataFrame()
     return {"features": [feature for features, _, _ in found for feature in features], "columns": list(rows.columns),
@@ -296,7 +326,7 @@ def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson:
     import csv
     import io
 
-    from PIL import Image, ImageDraw
+    from PIL import ImageDraw
 
     from nucseg.inference.objects import NUCLEUS_CLASS
 

@@ -27,9 +27,10 @@ def build_model(config) -> keras.Model:
     config.seed) and no global dtype policy (mixed precision is set on the model's own layers)."""
     builders = {
         "pangnet": lambda: pangnet(config.input_norm),
-        "unet": lambda: unet(config.base_filters, config.unet_depth, config.batch_norm, config.input_norm),
+        "unet": lambda: unet(config.base_filters, config.unet_depth, config.batch_norm, config.input_norm,
+                             grid=config.grid, separable=config.separable),
         "dist": lambda: unet(config.base_filters, config.unet_depth, config.batch_norm, config.input_norm,
-                             output="distance"),
+                             output="distance", grid=config.grid, separable=config.separable),
         "fcn8": lambda: fcn8(config.base_filters, config.fc_filters, config.encoder_weights, config.batch_norm,
                              config.input_norm),
         "deconvnet": lambda: deconvnet(config.base_filters, config.fc_filters, config.encoder_weights,

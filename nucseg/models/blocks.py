@@ -70,10 +70,13 @@ def imagenet_caffe(inputs):
     return outputs
 
 
-def conv_block(x, filters: int, n_convs: int, name: str, batch_norm: bool = False, kernel_size: int = 3):
-    """n_convs of (3x3 convolution, batch norm if asked, ReLU); layer i is `{name}_conv{i}`."""
+def conv_block(x, filters: int, n_convs: int, name: str, batch_norm: bool = False, kernel_size: int = 3,
+               separable: bool = False):
+    """n_convs of (3x3 convolution, batch norm if asked, ReLU); layer i is `{name}_conv{i}`.
+    separable: depthwise-separable convolutions (a 3x3 per channel, then a 1x1 across channels)."""
+    convolution = layers.SeparableConv2D if separable else layers.Conv2D
     for i in range(1, n_convs + 1):
-        x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
+        x = convolution(filters, kernel_size, padding="same", use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
         if batch_norm:
             x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)

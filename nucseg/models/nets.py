@@ -26,21 +26,33 @@ def pangnet(input_norm: str = "unit") -> keras.Model:
 
 
 def unet(base_filters: int = 64, depth: int = 4, batch_norm: bool = True, input_norm: str = "unit",
-         output: str = "probability") -> keras.Model:
+         output: str = "probability", grid: int = 1, separable: bool = False) -> keras.Model:
     """Ronneberger et al.'s U-Net: base_filters * 2**level, `depth` poolings, skip concatenations.
-    output="distance": the same net with DIST's head (one linear channel) instead of the class scores."""
+    output="distance": the same net with DIST's head (one linear channel) instead of the class scores.
+
+    Cheaper variants (issue 20's options, measured in results/measured/speed/): grid=2 runs the
+    whole U-Net at half resolution, after one full-resolution 3x3 convolution and a 2x2 pooling,
+    and upsamples its features 2x before the head (StarDist's grid): about a quarter of the multiply-adds.
+    separable=True: depthwise-separable 3x3 convolutions in every block but the first."""
     inputs = _inputs()
     x, skips = normalise_input(inputs, input_norm), []
+    if grid == 2:
+        x = conv_block(x, max(base_filters // 2, 4), 1, name="grid", batch_norm=batch_norm)
+        x = layers.MaxPooling2D(2, name="grid_pool")(x)
     for level in range(depth):
-        x = conv_block(x, base_filters * 2**level, 2, name=f"down{level}", batch_norm=batch_norm)
+        x = conv_block(x, base_filters * 2**level, 2, name=f"down{level}", batch_norm=batch_norm,
+                       separable=separable and level > 0)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"down{level}_pool")(x)
-    x = conv_block(x, base_filters * 2**depth, 2, name="bottom", batch_norm=batch_norm)
+    x = conv_block(x, base_filters * 2**depth, 2, name="bottom", batch_norm=batch_norm, separable=separable)
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
         x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level}_upsample")(x)
         x = layers.Concatenate(name=f"up{level}_concat")([skips[level], x])
-        x = conv_block(x, filters, 2, name=f"up{level}", batch_norm=batch_norm)
+        x = conv_block(x, filters, 2, name=f"up{level}", batch_norm=batch_norm, separable=separable and level > 0)
+    if grid == 2:
+        # learned 2x upsampling: Keras's bilinear UpSampling2D cannot be exported with free image sides
+        x = layers.Conv2DTranspose(base_filters, 2, strides=2, name="grid_upsample")(x)
     return keras.Model(inputs, OUTPUT_HEADS[output](x), name="unet" if output == "probability" else "dist")
 
 

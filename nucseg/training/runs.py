@@ -4,7 +4,6 @@ refused with a message, so that a folder never mixes results of two configuratio
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from nucseg.config import Config, ConfigError
