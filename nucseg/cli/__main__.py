@@ -1,0 +1,5 @@
+import sys
+
+from nucseg.cli import main
+
+sys.exit(main())

@@ -1,0 +1,79 @@
+"""`nucseg bench ...`: benchmarks that print numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nucseg.cli.common import model_and_config, only_patients
+from nucseg.cli.options import config_from_args
+from nucseg.config import resolve_data_path
+from nucseg.errors import InputError
+
+
+def cmd_bench_pipeline(args) -> int:
+    from nucseg.bench.pipeline import bench_pipeline, format_throughputs
+    from nucseg.data.dataset import load_dataset
+
+    config = config_from_args(args)
+    results = bench_pipeline(load_dataset(config.data, mpp=config.mpp), config, seconds=args.seconds)
+    print(format_throughputs(results, config.crop))
+    return 0
+
+
+def cmd_bench_memory(args) -> int:
+    from nucseg.bench.memory import bench_training_memory, format_memory
+    from nucseg.data.dataset import load_dataset
+
+    config = config_from_args(args)
+    print(format_memory(bench_training_memory(load_dataset(config.data, mpp=config.mpp), config, big_side=args.big_side)))
+    return 0
+
+
+def cmd_bench_slide(args) -> int:
+    from nucseg.bench.slide import bench_slide, format_slide_benchmark
+    from nucseg.data.dataset import load_dataset
+
+    predictor, config = model_and_config(args.model, precision=args.precision, engine=args.engine)
+    tiles = load_dataset(resolve_data_path(args.data))
+    from nucseg.inference.engines import cpu_summary
+
+    print(format_slide_benchmark(bench_slide(predictor, config, tiles, Path(args.work), args.side, args.tile, args.overlap,
+                                             args.batch_size)))
+    print(f"CPU: {cpu_summary()}")
+    return 0
+
+
+def cmd_bench_stardist(args) -> int:
+    import pandas as pd
+
+    from nucseg.bench.stardist import bench_stardist_fold, import_stardist
+    from nucseg.data.dataset import load_dataset
+    from nucseg.io import write_text_atomic
+
+    tiles = load_dataset(resolve_data_path(args.data))
+    only_patients(tiles, args.val_patients, args.data)  # an unknown patient is refused before any training
+    table = Path(args.out) / "folds.csv"
+    rows = pd.read_csv(table).to_dict("records") if table.is_file() else []
+    budgets = {row.get("budget_seconds") for row in rows if pd.notna(row.get("budget_seconds"))} - {args.seconds}
+    if budgets:  # a table of folds given other times would compare nothing
+        raise InputError(f"{table} holds folds run with --seconds {', '.join(f'{b:g}' for b in sorted(budgets))}, "
+                         f"not {args.seconds:g}: rerun with that --seconds to resume, or use a new --out")
+    import_stardist()  # says how to install it
+    for patient in args.val_patients:
+        if any(row["val_patient"] == patient for row in rows):
+            print(f"{patient}: already in {table}")
+            continue
+        row = {**bench_stardist_fold(tiles, patient, Path(args.out), args.seconds), "budget_seconds": args.seconds}
+        rows.append(row)
+        write_text_atomic(table, pd.DataFrame(rows).to_csv(index=False))  # resumable fold by fold
+        print(f"{patient}: F1 {row['f1']:.3f}  AJI {row['aji']:.3f}  object F1 {row['object_f1']:.3f}  "
+              f"PQ {row['pq']:.3f}  ({row['steps']} steps, {row['seconds']:.0f} s)")
+    return 0
+
+
+def cmd_bench_models(args) -> int:
+    from nucseg.bench.models import bench_models, format_model_benchmarks
+
+    config = config_from_args(args)
+    print(format_model_benchmarks(bench_models(config, args.arch, args.steps_to_time)))
+    return 0
