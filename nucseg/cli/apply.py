@@ -7,6 +7,7 @@ from pathlib import Path
 
 from nucseg.cli.common import model_and_config, only_patients, stain_normaliser, warn_in_sample
 from nucseg.errors import InputError
+from nucseg.postprocess.kinds import kind_of
 
 
 def cmd_predict(args) -> int:
@@ -38,7 +39,7 @@ def cmd_predict(args) -> int:
         if factor != 1.0:
             print(f"{path}: resampled x{factor:.3g} to the model's {config.mpp} µm per pixel, nuclei mapped back",
                   file=sys.stderr)
-        map_name = "mean_distance" if config.output_kind == "distance" else "mean_probability"
+        map_name = kind_of(config).map_column
         written = write_nuclei(labels, image, nucleus_map, out, name, map_name)
         print(f"{path}: {int(labels.max())} nuclei -> {map_png.name}, {mask_png.name}, "
               f"{written['label'].name}, {written['geojson'].name}, {written['table'].name}")
@@ -46,7 +47,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from nucseg.inference.baseline import BASELINE_NAME, baseline_config, otsu_nucleus_map
+    from nucseg.inference.baseline import BASELINE_NAME, baseline_method
     from nucseg.data.dataset import load_dataset
     from nucseg.study.evaluate import evaluate_methods
     from nucseg.io import write_text_atomic
@@ -61,7 +62,7 @@ def cmd_evaluate(args) -> int:
     name = Path(args.model).resolve().parent.name if Path(args.model).name in ("model.keras", "saved_model") else Path(args.model).stem
     name = f"{config.arch} ({name}){' + Macenko' if args.stain_reference else ''}{' + TTA' if args.tta else ''}"
     methods = {name: (lambda image: predict_nucleus_map(predictor, stain_normalised(image), tta=args.tta), config),
-               BASELINE_NAME: (otsu_nucleus_map, baseline_config(config))}
+               BASELINE_NAME: baseline_method(config)}
     warn_in_sample(args.model, args.data, tiles)
     tile_table, patient_table = evaluate_methods(methods, tiles)
     summary = summarize_folds(patient_table)
@@ -72,10 +73,7 @@ def cmd_evaluate(args) -> int:
     write_text_atomic(out / "summary.csv", summary.drop(columns=["flagged", "steps"]).rename(columns=named).to_csv(index=False))
     markdown = summary_markdown(summary)
     write_text_atomic(out / "summary.md", markdown)
-    if config.output_kind == "distance":
-        chosen = f"distance threshold {config.dist_threshold}, lambda {config.dist_lambda}"
-    else:
-        chosen = f"threshold {config.threshold}, min distance {config.watershed_min_distance}"
+    chosen = kind_of(config).describe_postprocess(config)
     print(f"{args.model} on {args.data}: {len(tiles)} tiles, mean ± std over patients (post-processing: {chosen})\n")
     print(markdown)
     return 0

@@ -153,10 +153,11 @@ def colour_jitter(images, seed, config):
     return tf.clip_by_value(x * 255.0, 0.0, 255.0)
 
 
-def make_augmenter(config):
+def make_augmenter(config, target_scales_with_zoom: bool = False):
     """augment(seed, image, target_weight, tile_height, tile_width) -> one augmented crop:
     (image float32 0..255, target float32, weight float32); stain jitter comes per batch.
-    A distance target (DIST) is multiplied by the zoom, so that it stays in pixels of the crop.
+    A target that is a length (DIST's distance: `target_scales_with_zoom`) is multiplied by the
+    zoom, so that it stays in pixels of the crop.
 
     image: (H, W, 3) uint8; target_weight: (H, W, 2) float32 (see `warp`). The geometry is
     compiled with XLA, which fuses its elementwise chains around the gathers (2.5x faster on
@@ -168,7 +169,7 @@ def make_augmenter(config):
     def geometry(seed, image, target_weight, tile_height, tile_width):
         coords, zoom = source_coordinates(config, seed, tile_height, tile_width, basis)
         image, target, weight = warp(image, target_weight, coords, tile_height, tile_width)
-        return image, target * zoom if config.output_kind == "distance" else target, weight
+        return image, target * zoom if target_scales_with_zoom else target, weight
 
     def augment(seed, image, target_weight, tile_height, tile_width):
         seeds = tf.random.experimental.stateless_split(seed, num=2)

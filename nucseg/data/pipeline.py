@@ -17,7 +17,7 @@ from nucseg.data.augment import make_augmenter, make_batch_jitter
 from nucseg.data.dataset import Tile
 from nucseg.errors import InputError
 from nucseg.models.nets import SIZE_MULTIPLE
-from nucseg.data.weights import binary_target, distance_target, weight_map
+from nucseg.data.weights import binary_target, weight_map
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +27,7 @@ class TileStack:
     images: np.ndarray  # (N, H, W, 3) uint8
     targets_weights: np.ndarray  # (N, H, W, 2) float32: target (nucleus = 1, or DIST's distance), weight (0 outside)
     sizes: np.ndarray  # (N, 2) int32 true (height, width)
+    target_scales_with_zoom: bool = False  # DIST's distances: multiplied by the crop's zoom
     groups: np.ndarray | None = None  # (N,) int32: the data set of each piece (sorted), where there are several
     group_weights: np.ndarray | None = None  # (G,) float: how often each data set is drawn
 
@@ -46,14 +47,22 @@ def dataset_groups(tiles: list[Tile], config) -> tuple[np.ndarray, np.ndarray]:
     return groups, weights / weights.sum()
 
 
-def tile_target_and_weight(tile: Tile, config) -> tuple[np.ndarray, np.ndarray]:
-    """The binary nets: nucleus mask and U-Net weight map. DIST: the distance map, weight 1
-    (every pixel of the tile counts alike in its mean squared error)."""
-    if config.output_kind == "distance":
-        return distance_target(tile.label), np.ones(tile.label.shape, np.float32)
-    target = binary_target(tile.label, config.separate_touching)
-    weight = weight_map(tile.label, target, config.class_balance, config.border_weight, config.border_sigma)
-    return target, weight
+class ClassTargets:
+    """The binary nets' targets (nucleus mask and U-Net's weight map): what `prepare_tiles` and
+    `evaluation_dataset` make where they are given no output kind. Any object with
+    `targets(label, config)` and `target_scales_with_zoom` serves (nucseg.postprocess.kinds)."""
+
+    target_scales_with_zoom = False
+
+    @staticmethod
+    def targets(label: np.ndarray, config) -> tuple[np.ndarray, np.ndarray]:
+        target = binary_target(label, config.separate_touching)
+        return target, weight_map(label, target, config.class_balance, config.border_weight, config.border_sigma)
+
+
+def tile_target_and_weight(tile: Tile, config, kind=ClassTargets) -> tuple[np.ndarray, np.ndarray]:
+    """The tile's training target and per-pixel weight, as the net's output kind makes them."""
+    return kind.targets(tile.label, config)
 
 
 def piece_side(tiles: list[Tile], crop: int) -> int:
@@ -76,7 +85,7 @@ def piece_windows(height: int, width: int, side: int, overlap: int) -> list[tupl
     return [(y, x) for y in pieces_y for x in pieces_x]
 
 
-def prepare_tiles(tiles: list[Tile], config) -> TileStack:
+def prepare_tiles(tiles: list[Tile], config, kind=ClassTargets) -> TileStack:
     """Targets and weights of every tile (computed on the whole tile), then the tiles cut into
     pieces no larger than `piece_side` and padded to it. Memory grows with the pixels of the data
     set, not with (tiles x largest tile): one 6000 x 6000 tile beside 512 x 512 ones becomes
@@ -93,7 +102,7 @@ def prepare_tiles(tiles: list[Tile], config) -> TileStack:
     tile_groups, group_weights = dataset_groups(tiles, config)
     pieces, groups = [], []
     for tile, group in sorted(zip(tiles, tile_groups), key=lambda pair: pair[1]):  # stable: order within a data set kept
-        target_weight = np.stack(tile_target_and_weight(tile, config), axis=-1)
+        target_weight = np.stack(tile_target_and_weight(tile, config, kind), axis=-1)
         for window in piece_windows(*tile.label.shape, side, overlap=config.crop):
             pieces.append((tile.image[window], target_weight[window]))
             groups.append(group)
@@ -104,9 +113,10 @@ def prepare_tiles(tiles: list[Tile], config) -> TileStack:
         images[i, :h, :w] = image
         targets_weights[i, :h, :w] = target_weight
     sizes = np.array([image.shape[:2] for image, _ in pieces], np.int32)
+    zoomed = kind.target_scales_with_zoom
     if len(group_weights) == 1:
-        return TileStack(images, targets_weights, sizes)
-    return TileStack(images, targets_weights, sizes, np.array(groups, np.int32), group_weights)
+        return TileStack(images, targets_weights, sizes, zoomed)
+    return TileStack(images, targets_weights, sizes, zoomed, np.array(groups, np.int32), group_weights)
 
 
 def training_dataset(stack: TileStack, config, start_batch: int = 0) -> tf.data.Dataset:
@@ -115,7 +125,7 @@ def training_dataset(stack: TileStack, config, start_batch: int = 0) -> tf.data.
     Sample i is drawn from (seed, i) alone: geometry and blur per sample, where the gathers
     stay within one cache-resident tile; stain jitter per batch, where one op serves B images.
     """
-    augment, jitter = make_augmenter(config), make_batch_jitter(config)
+    augment, jitter = make_augmenter(config, stack.target_scales_with_zoom), make_batch_jitter(config)
     images, targets_weights = tf.constant(stack.images), tf.constant(stack.targets_weights)
     sizes, batch_size = tf.constant(stack.sizes), config.batch_size
     seed = tf.constant(config.seed, tf.int64)
@@ -163,13 +173,13 @@ def _piece_picker(stack: TileStack):
     return pick
 
 
-def evaluation_dataset(tiles: list[Tile], config) -> tf.data.Dataset:
+def evaluation_dataset(tiles: list[Tile], config, kind=ClassTargets) -> tf.data.Dataset:
     """Whole tiles, unaugmented, in order: (image float32 0..255, target float32, weight).
     Sides are padded to a multiple of 32 (mirrored image, weight 0) so any net takes them."""
 
     def generate():
         for tile in tiles:
-            target, weight = tile_target_and_weight(tile, config)
+            target, weight = tile_target_and_weight(tile, config, kind)
             pad = [(0, -side % SIZE_MULTIPLE) for side in target.shape]
             yield (np.pad(tile.image, [*pad, (0, 0)], mode="reflect").astype(np.float32),
                    np.pad(target, pad).astype(np.float32), np.pad(weight, pad))

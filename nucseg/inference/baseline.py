@@ -25,7 +25,10 @@ def otsu_nucleus_map(image: np.ndarray) -> np.ndarray:
     return (density > threshold_otsu(density)).astype(np.float32)
 
 
-def baseline_config(model_config):
-    """The post-processing of the baseline's map beside a model's: the model's own where it
-    outputs probabilities, the binary nets' (threshold and watershed) where it is DIST."""
-    return model_config if model_config.output_kind == "probability" else model_config.replace(arch="unet")
+def baseline_method(model_config):
+    """(nucleus map function, configuration, output kind) of the baseline beside a model: its map
+    is a probability, post-processed as the binary nets' (threshold and watershed), with the
+    model's configuration where it has those fields' values, whatever the model's own kind."""
+    from nucseg.postprocess.kinds import KINDS
+
+    return otsu_nucleus_map, model_config, KINDS["probability"]

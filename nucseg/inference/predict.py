@@ -203,10 +203,10 @@ def predict_nucleus_map(predictor, image: np.ndarray, tile: int = 512, overlap: 
 def write_prediction(nucleus_map: np.ndarray, mask: np.ndarray, out_dir: Path, stem: str,
                      output_kind: str = "probability") -> tuple[Path, Path]:
     """`<stem>_prob.png` (nucleus probability x 255; DIST: `<stem>_dist.png`, the distance in
-    pixels, clipped to 255) and `<stem>_mask.png` (the foreground, 0/255)."""
-    if output_kind == "distance":
-        map_png = write_png_atomic(out_dir / f"{stem}_dist.png", np.clip(np.round(nucleus_map), 0, 255).astype(np.uint8))
-    else:
-        map_png = write_png_atomic(out_dir / f"{stem}_prob.png", np.round(nucleus_map * 255).astype(np.uint8))
+    pixels, clipped to 255: the output kind's map image) and `<stem>_mask.png` (the foreground, 0/255)."""
+    from nucseg.postprocess.kinds import kind_named
+
+    kind = kind_named(output_kind)
+    map_png = write_png_atomic(out_dir / f"{stem}_{kind.map_suffix}.png", kind.map_image(nucleus_map))
     mask_png = write_png_atomic(out_dir / f"{stem}_mask.png", (np.asarray(mask) * 255).astype(np.uint8))
     return map_png, mask_png

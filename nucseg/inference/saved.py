@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def model_config(model_path: str | Path, output_kind: str):
+    from nucseg.postprocess.kinds import kind_named
+
     """The Config a model's predictions are post-processed with: its saved one (`saved_config`),
     else the defaults of a net of its output kind ("probability": U-Net's, "distance": DIST's).
     A saved configuration that names a net of another output kind is refused."""
@@ -16,7 +18,7 @@ def model_config(model_path: str | Path, output_kind: str):
 
     config = saved_config(model_path)
     if config is None:
-        return None, Config(arch="dist" if output_kind == "distance" else "unet")
+        return None, Config(arch=kind_named(output_kind).default_arch)
     if config.output_kind != output_kind:
         raise InputError(f"{model_path}: its config.json says arch={config.arch} ({config.output_kind} output), but the "
                          f"model outputs a {output_kind} map; the model and its config.json do not belong together.")

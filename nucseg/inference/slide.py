@@ -34,6 +34,7 @@ import pandas as pd
 
 from nucseg.errors import InputError
 from nucseg.inference.predict import tile_starts
+from nucseg.postprocess.kinds import kind_of
 from nucseg.io import save_with, write_json_atomic, write_png_atomic, write_text_atomic
 
 PART_TILES = 16
@@ -227,7 +228,7 @@ def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int =
     done = 0
     # One thread finds a batch's nuclei while the next batch is read and predicted: numpy, SciPy
     # and scikit-image let go of the GIL for much of it (20 % less time, measured on 2 cores).
-    map_name = "mean_distance" if config.output_kind == "distance" else "mean_probability"
+    map_name = kind_of(config).map_column
     batch_nuclei = functools.partial(_batch_nuclei, plan, config, tile_cores(plan.width, tile, overlap),
                                      tile_cores(plan.height, tile, overlap), map_name)
     timings = timings if timings is not None else {}

@@ -34,8 +34,3 @@ def masked_mean_squared_error(y_true, y_pred):
     error = ops.cast(y_pred[..., 0], "float32") - ops.cast(y_true[..., 0], "float32")
     weight = ops.cast(y_true[..., 1], "float32")
     return ops.sum(weight * error * error) / ops.maximum(ops.sum(weight), EPSILON)
-
-
-def loss_for(output_kind: str):
-    """The training loss of a net that outputs `output_kind` ("probability" or "distance")."""
-    return masked_mean_squared_error if output_kind == "distance" else masked_weighted_cross_entropy

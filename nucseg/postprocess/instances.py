@@ -73,15 +73,14 @@ def instances_from_distance(distance: np.ndarray, threshold: float = 0.5, h: flo
 
 
 def foreground(nucleus_map: np.ndarray, config) -> np.ndarray:
-    """The pixels a net calls nucleus: probability above `threshold`, or distance above `dist_threshold`."""
-    if config.output_kind == "distance":
-        return np.asarray(nucleus_map) > config.dist_threshold
-    return np.asarray(nucleus_map) > config.threshold
+    """The pixels the net `config.arch` calls nucleus (its output kind's foreground)."""
+    from nucseg.postprocess.kinds import kind_of  # the kinds are built on this module's functions
+
+    return kind_of(config).foreground(nucleus_map, config)
 
 
 def instances_from_config(nucleus_map: np.ndarray, config) -> np.ndarray:
-    """Nuclei from the map of the net `config.arch` (a probability or, for DIST, a distance)."""
-    if config.output_kind == "distance":
-        return instances_from_distance(nucleus_map, config.dist_threshold, config.dist_lambda, config.min_object_size)
-    return instances_from_probability(nucleus_map, config.threshold, config.min_object_size,
-                                      config.watershed_min_distance, config.watershed_footprint)
+    """Nuclei from the map of the net `config.arch` (its output kind's instances)."""
+    from nucseg.postprocess.kinds import kind_of
+
+    return kind_of(config).instances(nucleus_map, config)

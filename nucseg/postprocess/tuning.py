@@ -13,13 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from nucseg.metrics import ObjectCounts, object_counts
-from nucseg.postprocess.instances import distance_maxima, instances_from_config, instances_from_distance
+from nucseg.postprocess.kinds import KINDS, kind_of
 
 POSTPROCESS_FILE = "postprocess.json"
-GRIDS = {
-    "probability": {"threshold": (0.4, 0.5, 0.6), "watershed_min_distance": (5, 7, 10)},
-    "distance": {"dist_threshold": (0.5, 0.75, 1.0, 1.5, 2.0), "dist_lambda": (0.5, 1.0, 2.0, 3.0)},
-}
+GRIDS = {name: kind.grid for name, kind in KINDS.items()}  # each output kind's grid (nucseg.postprocess.kinds)
 CHOSEN_FIELDS = ("threshold", "watershed_min_distance", "watershed_footprint", "dist_threshold", "dist_lambda")
 MAX_TILES = 16  # training tiles predicted for the choice, spread over the patients
 
@@ -38,26 +35,16 @@ def _with_footprint(setting: dict) -> dict:
     return {**setting, "watershed_footprint": 2 * setting["watershed_min_distance"] - 1}
 
 
-def _instances(nucleus_map: np.ndarray, config, maxima_cache: dict) -> np.ndarray:
-    """instances_from_config, with DIST's h-maxima computed once per (map, lambda)."""
-    if config.output_kind != "distance":
-        return instances_from_config(nucleus_map, config)
-    key = (id(nucleus_map), config.dist_lambda)
-    if key not in maxima_cache:
-        maxima_cache[key] = distance_maxima(nucleus_map, config.dist_lambda)
-    return instances_from_distance(nucleus_map, config.dist_threshold, config.dist_lambda, config.min_object_size,
-                                   maxima=maxima_cache[key])
-
-
 def choose_postprocess(nucleus_maps: list[np.ndarray], labels: list[np.ndarray], config) -> dict:
-    """The setting of the net's grid (GRIDS[config.output_kind]) with the best AJI pooled over
+    """The setting of the net's grid (its output kind's) with the best AJI pooled over
     the given tiles (ties: the first)."""
-    grid = GRIDS[config.output_kind]
+    kind = kind_of(config)
+    grid = kind.grid
     best, best_aji, maxima_cache = None, -1.0, {}
     for values in itertools.product(*grid.values()):
         setting = _with_footprint(dict(zip(grid, values)))
         trial = config.replace(**setting)
-        counts = sum((object_counts(_instances(m, trial, maxima_cache), label) for m, label in zip(nucleus_maps, labels)),
+        counts = sum((object_counts(kind.instances(m, trial, maxima_cache), label) for m, label in zip(nucleus_maps, labels)),
                      ObjectCounts())
         aji = counts.scores()["aji"]
         if aji > best_aji:

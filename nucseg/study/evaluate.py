@@ -9,7 +9,7 @@ import numpy as np
 
 from nucseg.data.dataset import Tile
 from nucseg.metrics import ObjectCounts, PixelCounts, all_scores, object_counts, pixel_counts
-from nucseg.postprocess.instances import foreground, instances_from_config
+from nucseg.postprocess.kinds import kind_of
 from nucseg.inference.predict import model_predictor, predict_nucleus_map
 
 
@@ -26,14 +26,15 @@ def predict_tiles(predictor, tiles: list[Tile], config) -> list[TilePrediction]:
     return score_nucleus_maps(lambda image: predict_nucleus_map(predictor, image, tta=config.tta), tiles, config)
 
 
-def score_nucleus_maps(nucleus_map, tiles: list[Tile], config) -> list[TilePrediction]:
-    """Each tile's nucleus map (`nucleus_map(image)`: a probability, or a distance where
-    config.arch is DIST), nuclei and counts; pixel scores from the map's foreground."""
+def score_nucleus_maps(nucleus_map, tiles: list[Tile], config, kind=None) -> list[TilePrediction]:
+    """Each tile's nucleus map (`nucleus_map(image)`), nuclei and counts; pixel scores from the
+    map's foreground. `kind`: the output kind of the map (default: that of config.arch)."""
+    kind = kind or kind_of(config)
     predictions = []
     for tile in tiles:
         map_ = nucleus_map(tile.image)
-        instances = instances_from_config(map_, config)
-        predictions.append(TilePrediction(tile, map_, instances, pixel_counts(foreground(map_, config), tile.label),
+        instances = kind.instances(map_, config)
+        predictions.append(TilePrediction(tile, map_, instances, pixel_counts(kind.foreground(map_, config), tile.label),
                                           object_counts(instances, tile.label)))
     return predictions
 
@@ -44,7 +45,9 @@ def score_held_out(model, held_out: list[Tile], config) -> tuple[list[TilePredic
     from nucseg.data.pipeline import evaluation_dataset, for_keras
 
     predictions = predict_tiles(model_predictor(model), held_out, config)
-    val_loss = model.evaluate(evaluation_dataset(held_out, config).map(for_keras), verbose=0)
+    from nucseg.postprocess.kinds import kind_of
+
+    val_loss = model.evaluate(evaluation_dataset(held_out, config, kind_of(config)).map(for_keras), verbose=0)
     return predictions, {**pooled_scores(predictions), "val_loss": float(val_loss)}
 
 
@@ -74,13 +77,13 @@ def patient_rows(method: str, predictions: list[TilePrediction]) -> list[dict]:
 
 
 def evaluate_methods(methods: dict, tiles: list[Tile]):
-    """{name: (nucleus_map(image), config of its post-processing)} scored on tiles: (per-tile
-    table, per-patient table)."""
+    """{name: (nucleus_map(image), config of its post-processing[, output kind of its map])} scored
+    on tiles: (per-tile table, per-patient table)."""
     import pandas as pd
 
     tile_table, patient_table = [], []
-    for name, (nucleus_map, config) in methods.items():
-        predictions = score_nucleus_maps(nucleus_map, tiles, config)
+    for name, (nucleus_map, config, *kind) in methods.items():
+        predictions = score_nucleus_maps(nucleus_map, tiles, config, *kind)
         tile_table += tile_rows(name, predictions)
         patient_table += patient_rows(name, predictions)
     return pd.DataFrame(tile_table), pd.DataFrame(patient_table)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from nucseg.config import Config, ConfigError
 from nucseg.data.dataset import Tile, load_dataset
-from nucseg.inference.baseline import BASELINE_NAME, baseline_config, otsu_nucleus_map
+from nucseg.inference.baseline import BASELINE_NAME, baseline_method
 from nucseg.io import write_text_atomic
 from nucseg.study.evaluate import evaluate_methods
 from nucseg.study.results import SUMMARY_SCORES
@@ -46,7 +46,7 @@ def score_left_out(model_dir: Path, config: Config, tiles: list[Tile], arch_name
     predictor = load_predictor(model_dir / "model.keras")
     fold_config = with_saved_postprocess(config, model_dir)
     methods = {arch_name: (lambda image: predict_nucleus_map(predictor, image, tta=fold_config.tta), fold_config),
-               BASELINE_NAME: (otsu_nucleus_map, baseline_config(fold_config))}
+               BASELINE_NAME: baseline_method(fold_config)}
     _, patients = evaluate_methods(methods, tiles)
     return patients
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 
 from nucseg.config import Config
-from nucseg.models.losses import loss_for
+from nucseg.postprocess.kinds import kind_of
 
 
 def schedule_of(config: Config, total_steps: int):
@@ -44,5 +44,5 @@ def xla_for_training() -> bool | str:
 def compile_model(model: keras.Model, config: Config, total_steps: int) -> keras.Model:
     optimizer = keras.optimizers.SGD(schedule_of(config, total_steps), momentum=config.momentum,
                                      weight_decay=config.weight_decay, global_clipnorm=config.clip_norm or None)
-    model.compile(optimizer=optimizer, loss=loss_for(config.output_kind), jit_compile=xla_for_training())
+    model.compile(optimizer=optimizer, loss=kind_of(config).loss, jit_compile=xla_for_training())
     return model

@@ -24,6 +24,7 @@ from nucseg.data.pipeline import for_keras, prepare_tiles, training_dataset
 from nucseg.errors import TrainingDiverged
 from nucseg.io import save_with, write_json_atomic
 from nucseg.models import build_model, custom_objects
+from nucseg.postprocess.kinds import kind_of
 from nucseg.training.optimizer import compile_model
 
 CHECKPOINT = "checkpoint.keras"
@@ -114,7 +115,8 @@ def initialise_from(model: keras.Model, path: str) -> None:
 
 def training_stream(config: Config, train_tiles: list[Tile], start_batch: int = 0):
     """The fold's (image, target + weight) batches, from `start_batch` on: from train_tiles only."""
-    return training_dataset(prepare_tiles(train_tiles, config), config, start_batch=start_batch).map(for_keras)
+    stack = prepare_tiles(train_tiles, config, kind_of(config))
+    return training_dataset(stack, config, start_batch=start_batch).map(for_keras)
 
 
 def fit(config: Config, train_tiles: list[Tile], out_dir: Path, verbose: int = 1) -> keras.Model:
