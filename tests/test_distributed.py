@@ -102,3 +102,24 @@ def test_ray_missing_says_how_to_install(glioma_path, tmp_path, monkeypatch, cap
     assert code == 2
     assert 'pip install -e ".[ray]"' in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_lodo_on_ray_gives_the_sequential_table(ray_local, tmp_path):
+    from conftest import make_generic_dataset
+    from nucseg.distributed import RayRunner
+    from nucseg.study.lodo import run_lodo, train_without
+
+    a = make_generic_dataset(tmp_path / "lab_a", patients=("P1", "P2"), tiles=1, size=96)
+    b = make_generic_dataset(tmp_path / "lab_b", patients=("P1", "P2"), tiles=1, size=96)
+    config = Config.from_profile("quick", data=[str(a), str(b)], steps=10, steps_per_epoch=10, crop=64,
+                                 tune_postprocess=False, arch="pangnet")
+    sequential = run_lodo(config, ["pangnet"], tmp_path / "seq", log=quiet, verbose=0)
+    lines = []
+    on_ray = run_lodo(config, ["pangnet"], tmp_path / "ray", log=lines.append, verbose=0,
+                      runner=RayRunner(cpus_per_fold=1, fold_function=train_without))
+    assert any(line.startswith("ray: 2 folds submitted") for line in lines)
+    key = ["left_out", "method"]
+    sequential, on_ray = sequential.sort_values(key).reset_index(drop=True), on_ray.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(on_ray[key + ["patients", "tiles", "config_hash"]],
+                                  sequential[key + ["patients", "tiles", "config_hash"]])
+    pd.testing.assert_frame_equal(on_ray[["f1", "aji"]], sequential[["f1", "aji"]], atol=0.05, rtol=0)

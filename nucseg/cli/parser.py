@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     lodo.add_argument("--arch", nargs="+", choices=ARCHITECTURES, required=True)
     lodo.add_argument("--out", required=True, help="the run folder (rerun the same command to resume)")
     lodo.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    lodo.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                      help="train the folds as Ray tasks: locally, or on the cluster at ADDRESS (shared storage for --out)")
+    lodo.add_argument("--cpus-per-fold", type=int, default=1, help="with --ray: CPU threads per fold (default 1)")
     add_init(lodo)
     add_config_options(lodo)
     lodo.set_defaults(run=cmd_lodo)

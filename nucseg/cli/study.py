@@ -55,7 +55,15 @@ def cmd_lodo(args) -> int:
     from nucseg.study.lodo import lodo_markdown, run_lodo
 
     config = config_from_args(args)
-    folds = run_lodo(config, args.arch, args.out, verbose=args.verbose)
+    runner = None
+    if args.ray is not None:
+        from nucseg.distributed import RayRunner, import_ray
+        from nucseg.study.lodo import train_without
+
+        import_ray()  # says how to install it, before anything is trained
+        runner = RayRunner(address=None if args.ray == "local" else args.ray, cpus_per_fold=args.cpus_per_fold,
+                           fold_function=train_without)
+    folds = run_lodo(config, args.arch, args.out, verbose=args.verbose, runner=runner)
     print(f"\n{len(folds)} rows in {Path(args.out) / 'folds.csv'}:\n")
     print(lodo_markdown(folds))
     return 0

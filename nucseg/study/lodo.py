@@ -13,6 +13,7 @@ labs; the data sets it reports are then no longer unseen for that recipe."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +26,7 @@ from nucseg.study.evaluate import evaluate_methods
 from nucseg.study.results import SUMMARY_SCORES
 from nucseg.training.runs import claim_folder
 from nucseg.study.fold import train_fold
+from nucseg.study.lopo import FoldJob
 from nucseg.postprocess.tuning import with_saved_postprocess
 
 LODO_COLUMNS = ["arch", "left_out", "method", "patients", "tiles", *SUMMARY_SCORES, "iou", "tpr", "seconds", "config_hash"]
@@ -51,7 +53,26 @@ def score_left_out(model_dir: Path, config: Config, tiles: list[Tile], arch_name
     return patients
 
 
-def run_lodo(config: Config, archs, out_dir: str | Path, log=print, verbose: int = 1) -> pd.DataFrame:
+def train_without(job: FoldJob, tiles: list[Tile], out_dir: Path, verbose: int = 0):
+    """A fold of the study: trained on every data set but `job.val_patient` (the data set left
+    out), exported; what a runner (here, or a Ray worker) runs."""
+    train_tiles = [t for t in tiles if t.dataset != job.val_patient]
+    result = train_fold(job.config, train_tiles, None, job.fold_dir, verbose=verbose)
+    return dataclasses.replace(result, predictions=None)
+
+
+class SequentialLodoRunner:
+    """The folds one after another, in this process."""
+
+    def run(self, jobs, tiles, out_dir: Path, verbose: int = 1, log=print):
+        for job in jobs:
+            yield job, train_without(job, tiles, out_dir, verbose)
+
+
+def run_lodo(config: Config, archs, out_dir: str | Path, log=print, verbose: int = 1, runner=None) -> pd.DataFrame:
+    """Train and score every (arch, data set left out); returns the table. `runner`: None (here,
+    one fold after another) or nucseg.distributed.RayRunner(fold_function=train_without): the
+    folds train as Ray tasks, and this driver scores each left-out set as its fold ends."""
     out_dir = Path(out_dir)
     names = dataset_names(config)
     if len(names) < 2:
@@ -59,27 +80,28 @@ def run_lodo(config: Config, archs, out_dir: str | Path, log=print, verbose: int
     tiles = load_dataset(config.data, mpp=config.mpp)
     claim_folder(out_dir, config, ignore=("arch", "data"))
     folds_csv = out_dir / "folds.csv"
+    done = read_lodo(folds_csv)
+    jobs = []
     for arch in archs:
-        fold_config = config.replace(arch=arch)
         for left_out in names:
-            done = read_lodo(folds_csv)
             if ((done["arch"] == arch) & (done["left_out"] == left_out)).any():
                 log(f"{arch} / without {left_out}: done earlier, skipped")
                 continue
-            train_tiles = [t for t in tiles if t.dataset != left_out]
-            held_out = [t for t in tiles if t.dataset == left_out]
-            log(f"{arch} / without {left_out}: training on {', '.join(n for n in names if n != left_out)} "
-                f"({len(train_tiles)} tiles), scoring {left_out} ({len(held_out)} tiles)")
-            result = train_fold(fold_config, train_tiles, None, out_dir / arch / left_out, verbose=verbose)
-            patients = score_left_out(result.out_dir, fold_config, held_out, arch)
-            rows = []
-            for method, group in patients.groupby("arch", sort=False):
-                rows.append({"arch": arch, "left_out": left_out, "method": method, "patients": len(group),
-                             "tiles": len(held_out), **{c: group[c].mean() for c in [*SUMMARY_SCORES, "iou", "tpr"]},
-                             "seconds": result.seconds, "config_hash": fold_config.config_hash()})
-                log(f"  {method}: F1 {rows[-1]['f1']:.3f}, AJI {rows[-1]['aji']:.3f}")
-            done = pd.concat([read_lodo(folds_csv), pd.DataFrame(rows, columns=LODO_COLUMNS)], ignore_index=True)
-            write_text_atomic(folds_csv, done.to_csv(index=False))
+            log(f"{arch} / without {left_out}: training on {', '.join(n for n in names if n != left_out)}, "
+                f"scoring {left_out}")
+            jobs.append(FoldJob(config.replace(arch=arch), left_out, out_dir / arch / left_out))
+    for job, result in (runner or SequentialLodoRunner()).run(jobs, tiles, out_dir, verbose, log):
+        held_out = [t for t in tiles if t.dataset == job.val_patient]
+        patients = score_left_out(result.out_dir, job.config, held_out, job.config.arch)
+        rows = []
+        for method, group in patients.groupby("arch", sort=False):
+            rows.append({"arch": job.config.arch, "left_out": job.val_patient, "method": method, "patients": len(group),
+                         "tiles": len(held_out), **{c: group[c].mean() for c in [*SUMMARY_SCORES, "iou", "tpr"]},
+                         "seconds": result.seconds, "config_hash": job.config.config_hash()})
+            log(f"  {job.config.arch} / without {job.val_patient}, {method}: F1 {rows[-1]['f1']:.3f}, "
+                f"AJI {rows[-1]['aji']:.3f}")
+        table = pd.concat([read_lodo(folds_csv), pd.DataFrame(rows, columns=LODO_COLUMNS)], ignore_index=True)
+        write_text_atomic(folds_csv, table.to_csv(index=False))
     folds = read_lodo(folds_csv)
     write_text_atomic(out_dir / "summary.md", lodo_markdown(folds))
     _save_lodo_figure(folds, out_dir / "figures" / "lodo.png")
