@@ -38,8 +38,7 @@ def check_out_folder(out: str | Path, images=(), data_folders=()) -> None:
         raise InputError(f"--out {out} is a file; pass a folder (it is created if missing).")
     target = out_path.resolve()
     for image in map(Path, images):
-        if image.is_dir():  # a data set given where images are (evaluate's data)
-            data_folders = [*data_folders, image]
+        if image.is_dir():  # not an image: the command refuses it by name
             continue
         if target == image.resolve().parent:
             raise InputError(f"--out {out} is the folder of the input {image}: outputs would be written beside it "

@@ -9,9 +9,13 @@ from nucseg.inference.predict import ModelLoadError, load_predictor, predict_nuc
 
 
 @pytest.fixture(scope="module")
-def exported(small_unet_fold):
-    """The session's small U-Net fold (tests/conftest.py), trained once for every test that needs one."""
-    return small_unet_fold
+def exported(glioma_tiles, glioma_path, tmp_path_factory):
+    from nucseg.config import Config
+    from nucseg.study.fold import train_fold
+
+    config = Config.from_profile("quick", data=str(glioma_path), arch="unet", base_filters=4, unet_depth=2,
+                                 steps=20, steps_per_epoch=20, crop=64)
+    return train_fold(config, glioma_tiles, "TCGA-DU-8165", tmp_path_factory.mktemp("unet"), verbose=0).out_dir
 
 
 def test_saved_model_gives_the_keras_models_output(exported, glioma_tiles):

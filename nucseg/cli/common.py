@@ -90,9 +90,14 @@ def only_patients(tiles, patients, data) -> list:
     return [t for t in tiles if t.patient in patients]
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".svs", ".ndpi", ".mrxs", ".scn", ".vms",
+                  ".vmu", ".bif", ".svslide", ".czi")
+
+
 def looks_like_model(value: str) -> bool:
-    return (value.startswith("pretrained:") or value.endswith(".keras")
-            or (Path(value) / "saved_model.pb").is_file())
+    """The first argument of predict and slide is the model unless it is an image or a slide
+    (a model path that is not one is then refused by name when it is loaded)."""
+    return value.startswith("pretrained:") or Path(value).suffix.lower() not in IMAGE_SUFFIXES
 
 
 def split_model_and_inputs(args) -> None:
@@ -103,7 +108,10 @@ def split_model_and_inputs(args) -> None:
 
     if getattr(args, "inputs", None) is not None:
         inputs = list(args.inputs)
-        model = inputs.pop(0) if len(inputs) > 1 and looks_like_model(inputs[0]) else None
+        if args.command == "evaluate":
+            model = inputs.pop(0) if len(inputs) > 1 else None
+        else:
+            model = inputs.pop(0) if len(inputs) > 1 and looks_like_model(inputs[0]) else None
         if args.command == "evaluate":
             if len(inputs) != 1:
                 raise InputError(f"evaluate takes [MODEL] DATA: one data set folder after the model, not {inputs}")
