@@ -102,7 +102,7 @@ def test_a_fold_that_did_not_learn_is_flagged_and_said(glioma_path, tmp_path, ca
 
 
 def test_cli_lopo_on_a_broken_dataset_names_the_file(tmp_path, capsys):
-    (tmp_path / "P1").mkdir()
-    (tmp_path / "P1" / "a.png").write_bytes(b"not a png")
-    code = main(["lopo", "--data", str(tmp_path), "--arch", "pangnet", "--out", str(tmp_path / "out")])
+    (tmp_path / "data" / "P1").mkdir(parents=True)
+    (tmp_path / "data" / "P1" / "a.png").write_bytes(b"not a png")
+    code = main(["lopo", "--data", str(tmp_path / "data"), "--arch", "pangnet", "--out", str(tmp_path / "out")])
     assert code == 2 and "a.png: image without label" in capsys.readouterr().err
