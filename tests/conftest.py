@@ -85,3 +85,16 @@ def small_unet_fold(glioma_tiles, glioma_path, tmp_path_factory) -> Path:
 def small_dist_fold(glioma_tiles, glioma_path, tmp_path_factory) -> Path:
     """The same for DIST."""
     return _small_fold(glioma_tiles, glioma_path, tmp_path_factory.mktemp("small_dist"), "dist")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def openvino_cache(tmp_path_factory):
+    """OpenVINO's converted models go to a folder of the test session, not the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("nucseg_cache")
+    previous = os.environ.get("NUCSEG_CACHE")
+    os.environ["NUCSEG_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("NUCSEG_CACHE", None)
+    else:
+        os.environ["NUCSEG_CACHE"] = previous

@@ -68,3 +68,15 @@ def test_cli_predict_says_which_engine_and_precision(small_unet_fold, glioma_til
     a = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "tensorflow" / "x_prob.png"), int)
     b = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "openvino" / "x_prob.png"), int)
     assert np.abs(a - b).max() <= 1  # the same probability map to one grey level
+
+
+def test_a_model_is_converted_once_and_nothing_is_written_beside_it(small_dist_fold, openvino_cache, glioma_tiles):
+    before = sorted(p.name for p in small_dist_fold.iterdir())
+    batch = glioma_tiles[0].image[None, :128, :128].astype(np.float32)
+    first = load_predictor(small_dist_fold / "model.keras", engine="openvino")(batch)
+    entries = sorted((openvino_cache / "openvino").iterdir())
+    again = load_predictor(small_dist_fold / "model.keras", engine="openvino")(batch)
+    assert sorted((openvino_cache / "openvino").iterdir()) == entries  # the cached conversion, not a new one
+    assert any((entry / "model.xml").is_file() for entry in entries)
+    np.testing.assert_array_equal(first, again)
+    assert sorted(p.name for p in small_dist_fold.iterdir()) == before

@@ -112,7 +112,8 @@ class OpenVINOPredictor:
     """A predictor (N, H, W, 3) float32 0..255 -> (N, H, W, C), compiled by OpenVINO for the CPU,
     with dynamic batch and sides (one compilation serves every tile size)."""
 
-    def __init__(self, saved_model_dir: str | Path, precision: str = "float32", threads: int | None = None):
+    def __init__(self, model_file: str | Path, precision: str = "float32", threads: int | None = None):
+        """`model_file`: an OpenVINO model (model.xml) or a SavedModel folder."""
         import openvino as ov
 
         core = ov.Core()
@@ -120,10 +121,10 @@ class OpenVINOPredictor:
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
-            model = ov.convert_model(str(saved_model_dir))
+            model = core.read_model(str(model_file)) if str(model_file).endswith(".xml") else ov.convert_model(str(model_file))
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as err:  # OpenVINO raises its own RuntimeError subclasses, with C++ traces
-            raise InputError(f"{saved_model_dir}: OpenVINO cannot convert this model ({str(err).splitlines()[0][:200]}); "
+            raise InputError(f"{model_file}: OpenVINO cannot load this model ({str(err).splitlines()[0][:200]}); "
                              "use --engine tensorflow") from err
         self.precision = precision
 
@@ -132,18 +133,62 @@ class OpenVINOPredictor:
 
 
 def openvino_predictor(model_path: str | Path, precision: str = "float32") -> OpenVINOPredictor:
-    """OpenVINO from a SavedModel folder, or from a `.keras` file exported to a temporary SavedModel
-    first (OpenVINO reads SavedModels; the export takes a few seconds)."""
+    """OpenVINO from a SavedModel folder or a `.keras` file. The conversion (a `.keras` file is
+    first exported to a SavedModel, as OpenVINO reads those) takes seconds; its result is kept in
+    a cache (`$NUCSEG_CACHE`, else ~/.cache/nucseg) under the SHA-256 of the model's files, so a
+    model is converted once per machine. Nothing is written beside the model."""
     model_path = Path(model_path)
     if model_path.is_dir():
         from nucseg.models.loading import load_saved_model
 
         load_saved_model(model_path)  # its checks and messages: variables/ there, a `serve` endpoint
-        return OpenVINOPredictor(model_path, precision)
-    from nucseg.training.export import quiet_tensorflow_log
-    from nucseg.models.loading import load_keras_model
+    cached = _cache_folder() / _model_digest(model_path) / "model.xml"
+    if not cached.is_file():
+        _convert_into_cache(model_path, cached)
+    return OpenVINOPredictor(cached, precision)
 
-    model = load_keras_model(model_path)
-    with tempfile.TemporaryDirectory(prefix="nucseg-openvino-") as folder, quiet_tensorflow_log():
-        model.export(str(Path(folder) / "saved_model"), format="tf_saved_model", verbose=False)
-        return OpenVINOPredictor(Path(folder) / "saved_model", precision)
+
+def _cache_folder() -> Path:
+    import os
+
+    return Path(os.environ.get("NUCSEG_CACHE") or Path.home() / ".cache" / "nucseg") / "openvino"
+
+
+def _model_digest(model_path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = sorted(p for p in model_path.rglob("*") if p.is_file()) if model_path.is_dir() else [model_path]
+    for file in files:
+        digest.update(str(file.relative_to(model_path) if model_path.is_dir() else file.name).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def _convert_into_cache(model_path: Path, cached: Path) -> None:
+    """The OpenVINO model (model.xml and .bin) written to a temporary folder beside the cache
+    entry, then renamed into place: a killed conversion leaves no half entry."""
+    import openvino as ov
+
+    from nucseg.models.loading import load_keras_model
+    from nucseg.training.export import quiet_tensorflow_log
+
+    cached.parent.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cached.parent.parent, prefix=".converting-") as folder:
+        saved_model = model_path
+        if not model_path.is_dir():
+            saved_model = Path(folder) / "saved_model"
+            with quiet_tensorflow_log():
+                load_keras_model(model_path).export(str(saved_model), format="tf_saved_model", verbose=False)
+        try:
+            converted = ov.convert_model(str(saved_model))
+        except Exception as err:  # OpenVINO raises its own RuntimeError subclasses, with C++ traces
+            raise InputError(f"{model_path}: OpenVINO cannot convert this model ({str(err).splitlines()[0][:200]}); "
+                             "use --engine tensorflow") from err
+        staging = Path(folder) / "entry"
+        staging.mkdir()
+        ov.save_model(converted, str(staging / "model.xml"), compress_to_fp16=False)
+        try:
+            staging.rename(cached.parent)
+        except OSError:
+            pass  # another process put the same entry there first: theirs is as good
