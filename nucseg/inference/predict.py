@@ -41,7 +41,8 @@ def load_predictor(path: str | Path, precision: str = "float32", engine: str = "
 
         if not path.exists():
             raise ModelLoadError(f"{path}: no such file or folder. Pass a model.keras file or a SavedModel folder.")
-        return openvino_predictor(path, precision)
+        if (path.is_file() and path.suffix == ".keras") or (path.is_dir() and (path / "saved_model.pb").is_file()):
+            return openvino_predictor(path, precision)
     if precision not in PRECISIONS:
         raise ModelLoadError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
     if precision != "float32" and path.suffix != ".keras":
