@@ -95,3 +95,10 @@ def add_precision(parser, default: str = "auto") -> None:
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=default,
                         help="auto (float32): bfloat16 is faster only on CPUs with AVX512_BF16 or AMX, and moves "
                              f"DIST's nuclei (see docs/speed.md) (default: {default})")
+
+
+def add_ray(parser) -> None:
+    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                        help="run the folds as Ray tasks: on a local Ray instance, or on the cluster at ADDRESS "
+                             "(ray://host:10001 or host:6379; --out on storage the workers share)")
+    parser.add_argument("--cpus-per-fold", type=int, default=1, help="with --ray: CPU threads per fold (default 1)")

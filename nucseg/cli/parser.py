@@ -8,7 +8,7 @@ import argparse
 from nucseg.cli.apply import cmd_evaluate, cmd_predict, cmd_slide
 from nucseg.cli.bench import cmd_bench_memory, cmd_bench_models, cmd_bench_pipeline, cmd_bench_slide, cmd_bench_stardist
 from nucseg.cli.data import cmd_data_check, cmd_data_download
-from nucseg.cli.options import add_config_options, add_data, add_init, add_precision, add_stain_reference
+from nucseg.cli.options import add_config_options, add_data, add_init, add_precision, add_ray, add_stain_reference
 from nucseg.cli.study import cmd_lodo, cmd_lopo, cmd_train
 from nucseg.config import ARCHITECTURES
 
@@ -84,9 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     lopo.add_argument("--grid", help="YAML of lr / momentum / weight_decay lists: the study for each setting")
     lopo.add_argument("--val-patients", nargs="+", help="hold out only these patients (default: every patient)")
     lopo.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="0: a line per fold, 1: and one progress bar per fold (default), 2: a line per epoch")
-    lopo.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                      help="run the folds as Ray tasks: on a local Ray instance, or on the cluster at ADDRESS (ray://host:10001 or host:6379)")
-    lopo.add_argument("--cpus-per-fold", type=int, default=1, help="with --ray: CPU threads per fold (default 1)")
+    add_ray(lopo)
     add_config_options(lopo)
     lopo.set_defaults(run=cmd_lopo)
 
@@ -96,9 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     lodo.add_argument("--arch", nargs="+", choices=ARCHITECTURES, required=True)
     lodo.add_argument("--out", required=True, help="the run folder (rerun the same command to resume)")
     lodo.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
-    lodo.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                      help="train the folds as Ray tasks: locally, or on the cluster at ADDRESS (shared storage for --out)")
-    lodo.add_argument("--cpus-per-fold", type=int, default=1, help="with --ray: CPU threads per fold (default 1)")
+    add_ray(lodo)
     add_init(lodo)
     add_config_options(lodo)
     lodo.set_defaults(run=cmd_lodo)

@@ -29,17 +29,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+def ray_runner(args, fold_function=None):
+    """The RayRunner that --ray asks for (None without it); Ray's absence is named before anything trains."""
+    if args.ray is None:
+        return None
+    from nucseg.distributed import RayRunner, import_ray
+
+    import_ray()
+    return RayRunner(address=None if args.ray == "local" else args.ray, cpus_per_fold=args.cpus_per_fold,
+                     fold_function=fold_function)
+
+
 def cmd_lopo(args) -> int:
     from nucseg.study.lopo import read_grid, run_grid, run_lopo
     from nucseg.study.results import summary_markdown, summarize_folds
 
     config = config_from_args(args)
-    runner = None
-    if args.ray is not None:
-        from nucseg.distributed import RayRunner, import_ray
-
-        import_ray()  # says how to install it, before anything is trained
-        runner = RayRunner(address=None if args.ray == "local" else args.ray, cpus_per_fold=args.cpus_per_fold)
+    runner = ray_runner(args)
     if args.grid:
         table = run_grid(config, args.arch, args.out, read_grid(args.grid), args.val_patients, verbose=args.verbose,
                          runner=runner)
@@ -52,17 +58,10 @@ def cmd_lopo(args) -> int:
 
 
 def cmd_lodo(args) -> int:
-    from nucseg.study.lodo import lodo_markdown, run_lodo
+    from nucseg.study.lodo import lodo_markdown, run_lodo, train_without
 
     config = config_from_args(args)
-    runner = None
-    if args.ray is not None:
-        from nucseg.distributed import RayRunner, import_ray
-        from nucseg.study.lodo import train_without
-
-        import_ray()  # says how to install it, before anything is trained
-        runner = RayRunner(address=None if args.ray == "local" else args.ray, cpus_per_fold=args.cpus_per_fold,
-                           fold_function=train_without)
+    runner = ray_runner(args, fold_function=train_without)
     folds = run_lodo(config, args.arch, args.out, verbose=args.verbose, runner=runner)
     print(f"\n{len(folds)} rows in {Path(args.out) / 'folds.csv'}:\n")
     print(lodo_markdown(folds))
