@@ -52,6 +52,14 @@ def config_from_args(args, **fixed) -> Config:
         name, _, value = item.partition("=")
         changes[name] = parse_field(name, value)
     if getattr(args, "init", None):
+        from pathlib import Path
+
+        from nucseg import pretrained
+
+        source = Path(pretrained.resolve(args.init))
+        if not (source.is_file() or (source / "model.keras").is_file()):  # named before any folder is written
+            raise ConfigError(f"--init {args.init}: no model.keras there; give a trained model's .keras file "
+                              "(or its folder), or pretrained:NAME")
         changes["init"] = args.init
     from_file = args.config and config.data != DEFAULT_DATA
     data = getattr(args, "data", None) or (config.data if from_file else resolve_data_path())
