@@ -15,12 +15,16 @@ Ray is optional (`pip install -e ".[ray]"`); without it, --ray says how to insta
 
 from __future__ import annotations
 
+import logging
+
 import contextlib
 
 import os
 from pathlib import Path
 
 from nucseg.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 INSTALL_HINT = 'pip install -e ".[ray]"  (or: pip install "ray>=2.40")'
 
@@ -95,14 +99,14 @@ class RayRunner:
         self.num_cpus = num_cpus
         self.fold_function = fold_function  # None: nucseg.study.lopo.run_fold (tests wrap it)
 
-    def run(self, jobs, tiles, out_dir: Path, verbose: int = 1, log=print):
+    def run(self, jobs, tiles, out_dir: Path, verbose: int = 1):
 
         if not jobs:
             return
         with ray_session(self.address, self.num_cpus) as ray:
-            yield from self._run_on(ray, jobs, tiles, out_dir, verbose, log)
+            yield from self._run_on(ray, jobs, tiles, out_dir, verbose)
 
-    def _run_on(self, ray, jobs, tiles, out_dir: Path, verbose: int, log):
+    def _run_on(self, ray, jobs, tiles, out_dir: Path, verbose: int):
         from nucseg.study.lopo import run_fold
 
         gpus = ray.cluster_resources().get("GPU", 0)
@@ -110,7 +114,7 @@ class RayRunner:
         tiles_ref = ray.put(tiles)
         pending = {task.remote(self.fold_function or run_fold, job, tiles_ref, str(out_dir), self.cpus_per_fold): job
                    for job in jobs}
-        log(f"ray: {len(jobs)} folds submitted to {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
+        logger.info(f"ray: {len(jobs)} folds submitted to {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
             f"{f' and {gpus:.0f} GPUs' if gpus else ''} ({self.cpus_per_fold} CPU per fold)")
         bar = _study_progress(len(jobs), verbose)
         finished = 0
@@ -148,18 +152,20 @@ def _slide_task(model_path, overrides, slide_path, out_dir, options, cpus):
     _, config = model_config(model_path, output_kind_of(predictor))
     config = config.replace(**overrides) if overrides else config
     predictor = with_tta(predictor) if options.pop("tta", False) else predictor
+    if options.get("nuclei_workers") is None:  # the task's own CPUs, not the machine's: tasks share it
+        options["nuclei_workers"] = cpus
     return run_slide(predictor, config, slide_path, out_dir, verbose=0, **options)
 
 
 def run_slides_on_ray(model_path, slides: list[tuple[str, Path]], options: dict, address: str | None = None,
-                      cpus_per_slide: int = 1, max_retries: int = 3, log=print) -> list[dict]:
+                      cpus_per_slide: int = 1, max_retries: int = 3) -> list[dict]:
     """One Ray task per slide (`slides`: (path, output folder) pairs), each writing its own folder
     as `nucseg slide` does; a lost worker's slide resumes from its last written part."""
     with ray_session(address) as ray:
-        return _slides_on(ray, model_path, slides, options, cpus_per_slide, max_retries, log)
+        return _slides_on(ray, model_path, slides, options, cpus_per_slide, max_retries)
 
 
-def _slides_on(ray, model_path, slides, options, cpus_per_slide, max_retries, log) -> list[dict]:
+def _slides_on(ray, model_path, slides, options, cpus_per_slide, max_retries) -> list[dict]:
     gpus = ray.cluster_resources().get("GPU", 0)
     task = ray.remote(**_task_resources(cpus_per_slide, gpus), max_retries=max_retries)(_slide_task)
     pending = {task.remote(str(model_path), {}, str(path), str(out), dict(options), cpus_per_slide): path
@@ -169,6 +175,6 @@ def _slides_on(ray, model_path, slides, options, cpus_per_slide, max_retries, lo
         ready, _ = ray.wait(list(pending), num_returns=1)
         path = pending.pop(ready[0])
         summary = ray.get(ready[0])
-        log(f"{path}: {summary['nuclei']} nuclei in {summary['tiles']} tissue tiles, {summary['seconds']} s")
+        logger.info(f"{path}: {summary['nuclei']} nuclei in {summary['tiles']} tissue tiles, {summary['seconds']} s")
         summaries.append(summary)
     return summaries

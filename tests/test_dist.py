@@ -107,11 +107,13 @@ def test_dist_fold_trains_resumes_exports_and_predicts_nuclei(glioma_path, tmp_p
 
     image = next(p for p in sorted((glioma_path / patient).glob("*.png")) if not p.stem.endswith("_label"))
     out = tmp_path / "pred"
-    assert main(["predict", str(fold / "saved_model"), str(image), "--out", str(out)]) == 0
+    # TensorFlow here: OpenVINO's conversions of both exports are tests/test_engines.py's
+    assert main(["predict", str(fold / "saved_model"), str(image), "--out", str(out), "--engine", "tensorflow"]) == 0
     written = {p.name for p in out.iterdir()}
     stem = image.stem
     assert {f"{stem}_dist.png", f"{stem}_mask.png", f"{stem}_label.png", f"{stem}.geojson", f"{stem}_nuclei.csv"} <= written
-    evaluate = ["evaluate", str(fold / "model.keras"), str(glioma_path), "--out", str(tmp_path / "eval"), "--patients"]
+    evaluate = ["evaluate", str(fold / "model.keras"), str(glioma_path), "--out", str(tmp_path / "eval"), "--engine",
+                "tensorflow", "--patients"]
     capsys.readouterr()
     assert main(evaluate + ["TCGA-NOPE"]) == 2  # refused by name, before the model is loaded
     assert "no patient TCGA-NOPE; its patients are TCGA-DB-5270" in capsys.readouterr().err
@@ -119,3 +121,45 @@ def test_dist_fold_trains_resumes_exports_and_predicts_nuclei(glioma_path, tmp_p
     assert set(pd.read_csv(tmp_path / "eval" / "tiles.csv")["patient"]) == {patient}
     summary = (tmp_path / "eval" / "summary.md").read_text()
     assert "| dist (fold) |" in summary and "| otsu-hematoxylin |" in summary
+
+
+def canonical(labels):
+    """The label image with its nuclei numbered in the order of their first pixel (a partition's own numbering)."""
+    ids, first = np.unique(labels.ravel(), return_index=True)
+    numbering = np.zeros(int(labels.max()) + 1, np.int64)
+    numbering[ids[np.argsort(first)]] = np.arange(len(ids))
+    return numbering[labels]
+
+
+def test_maxima_bounded_per_piece_give_the_nuclei_of_the_whole_image(glioma_tiles):
+    """Noisy distance maps of real nuclei (so pieces have several maxima, plateaus and holes):
+    the bounded markers give the same nuclei as skimage's h-maxima of the whole image."""
+    from scipy import ndimage
+
+    from nucseg.data.weights import distance_target
+    from nucseg.postprocess.instances import distance_maxima
+
+    rng = np.random.default_rng(0)
+    compared = 0
+    for tile in glioma_tiles[:3]:
+        label = tile.label[:384, :384]
+        noise = ndimage.gaussian_filter(rng.normal(0, 1.5, label.shape), 2)
+        distance = np.round(distance_target(label) + noise, 1).astype(np.float32)  # rounding: plateaus too
+        for threshold in (0.5, 1.0, 2.0):
+            for h in (0.5, 1.0, 3.0):
+                whole = instances_from_distance(distance, threshold, h, 30, maxima=distance_maxima(distance, h))
+                bounded = instances_from_distance(distance, threshold, h, 30)
+                assert np.array_equal(canonical(whole), canonical(bounded)), (tile.tile_id, threshold, h)
+                compared += whole.max() > 5
+    assert compared >= 20
+
+
+def test_fill_holes_is_scipys():
+    from scipy import ndimage
+
+    from nucseg.postprocess.instances import fill_holes
+
+    rng = np.random.default_rng(1)
+    for density in (0.3, 0.5, 0.7):
+        mask = ndimage.binary_opening(rng.random((200, 300)) < density)
+        assert np.array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))

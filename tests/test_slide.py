@@ -158,3 +158,16 @@ def test_the_slide_benchmark_builds_a_pyramid_and_prints_its_numbers(glioma_tile
     assert result["tiles"] == 9 and result["nuclei"] > 100  # 3 x 3 tiles of 512 overlapping by 64 or more
     assert result["megapixels_per_second"] > 0 and result["net_megapixels_per_second"] > 0 and result["peak_memory_mb"] > 0
     assert "megapixels/s" in format_slide_benchmark(result)
+
+
+def test_nuclei_workers_in_processes_give_what_one_thread_gives(mosaic, tmp_path):
+    slide = write_pyramid(tmp_path / "mosaic.tif", mosaic)
+    thread = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "thread", tile=512, overlap=128, verbose=0,
+                       nuclei_workers=0)
+    timings = {}
+    processes = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "processes", tile=512, overlap=128,
+                          verbose=0, nuclei_workers=2, timings=timings)
+    assert processes["nuclei"] == thread["nuclei"] > 0
+    for name in ("nuclei.csv", "nuclei.geojson"):
+        assert (tmp_path / "processes" / name).read_bytes() == (tmp_path / "thread" / name).read_bytes(), name
+    assert timings["nuclei"] > 0  # measured in the workers and sent back

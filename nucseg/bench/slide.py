@@ -50,7 +50,8 @@ def write_mosaic_slide(path: Path, tiles, side: int, mpp: float = 0.25, levels: 
     return path
 
 
-def bench_slide(predictor, config, tiles, work_dir: Path, side: int, tile: int, overlap: int, batch_size: int) -> dict:
+def bench_slide(predictor, config, tiles, work_dir: Path, side: int, tile: int, overlap: int, batch_size: int,
+                nuclei_workers: int | None = None) -> dict:
     from nucseg.inference.slide import run_slide
 
     work_dir = Path(work_dir)
@@ -65,11 +66,13 @@ def bench_slide(predictor, config, tiles, work_dir: Path, side: int, tile: int, 
         shutil.rmtree(out)
     start, timings = time.perf_counter(), {}
     summary = run_slide(predictor, config, slide, out, tile=tile, overlap=overlap, batch_size=batch_size, verbose=1,
-                        timings=timings)
+                        timings=timings, nuclei_workers=nuclei_workers)
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    worker_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker's
     return {"side": side, "megapixels": side * side / 1e6, "seconds": seconds, "megapixels_per_second": side * side / 1e6 / seconds,
-            "nuclei": summary["nuclei"], "tiles": summary["tiles"], "peak_memory_mb": peak_mb, "stages": timings,
+            "nuclei": summary["nuclei"], "tiles": summary["tiles"], "peak_memory_mb": peak_mb,
+            "worker_peak_memory_mb": worker_peak_mb, "nuclei_workers": nuclei_workers, "stages": timings,
             "net_megapixels_per_second": net_speed(predictor, tiles, tile, batch_size)}
 
 
@@ -87,7 +90,9 @@ def net_speed(predictor, tiles, tile: int, batch_size: int, repeats: int = 2) ->
 def format_slide_benchmark(result: dict) -> str:
     return (f"slide {result['side']} x {result['side']} ({result['megapixels']:.0f} megapixels, {result['tiles']} tiles): "
             f"{result['seconds']:.0f} s end to end, {result['megapixels_per_second']:.2f} megapixels/s, "
-            f"{result['nuclei']} nuclei; peak memory of the process {result['peak_memory_mb']:.0f} MB; "
+            f"{result['nuclei']} nuclei; peak memory of the process {result['peak_memory_mb']:.0f} MB "
+            f"(of the largest nuclei worker: {result['worker_peak_memory_mb']:.0f} MB); "
             f"the net's forward pass alone: {result['net_megapixels_per_second']:.2f} megapixels/s\n"
-            + "seconds by stage (nuclei run in a thread beside read and predict; wait: the pipeline idle for them): "
+            + "seconds by stage (nuclei: summed over the nuclei workers, beside read and predict; wait: the pipeline idle "
+            "for them): "
             + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in result["stages"].items()))

@@ -105,3 +105,46 @@ def bench_stardist_fold(tiles, held_out: str, out_dir: Path, seconds: float, ste
     return {"method": "stardist", "val_patient": held_out, **all_scores(pixels, objects),
             "steps": epochs * steps_per_epoch, "train_seconds": round(trained, 1),
             "seconds": round(time.perf_counter() - start, 1)}
+
+
+def predict_speed(model_dir: Path, tiles, predictor, config, work_dir: Path, side: int, repeats: int = 3,
+                  tile: int = 1024, overlap: int = 128, nuclei_workers: int | None = None) -> list[dict]:
+    """Megapixels per second of StarDist's own large-image prediction (`predict_instances` with
+    `n_tiles`: its net on tiles, then its non-maximum suppression of the star polygons) and of
+    nucseg's slide route (read, predict, nuclei, write), side by side on the same side x side
+    mosaic of `tiles`, alternated `repeats` times so that both see the same machine.
+    `model_dir`: a StarDist model trained by `nucseg bench stardist` (its thresholds optimised)."""
+    from nucseg.bench.slide import mosaic_block, write_mosaic_slide
+    from nucseg.inference.slide import run_slide
+
+    _, StarDist2D = import_stardist()
+    model_dir = Path(model_dir)
+    stardist = StarDist2D(None, name=model_dir.name, basedir=str(model_dir.parent))
+    image = mosaic_block(tiles, 0, 0, side, side)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    slide = work_dir / f"mosaic_{side}.tif"
+    if not slide.is_file():
+        write_mosaic_slide(slide, tiles, side)
+    n_tiles = (max(1, side // tile),) * 2 + (1,)  # StarDist's tiles of about nucseg's tile side
+    megapixels = side * side / 1e6
+    rows = []
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        labels, _ = stardist.predict_instances(_normalise(image), n_tiles=n_tiles, show_tile_progress=False)
+        stardist_seconds = time.perf_counter() - start
+        out = work_dir / "nucseg_out"
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        start = time.perf_counter()
+        summary = run_slide(predictor, config, slide, out, tile=tile, overlap=overlap, verbose=0,
+                            nuclei_workers=nuclei_workers)
+        nucseg_seconds = time.perf_counter() - start
+        rows.append({"repeat": repeat, "megapixels": megapixels,
+                     "stardist_seconds": stardist_seconds, "stardist_megapixels_per_second": megapixels / stardist_seconds,
+                     "stardist_nuclei": int(labels.max()),
+                     "nucseg_seconds": nucseg_seconds, "nucseg_megapixels_per_second": megapixels / nucseg_seconds,
+                     "nucseg_nuclei": summary["nuclei"], "ratio": stardist_seconds / nucseg_seconds})
+    return rows

@@ -38,7 +38,7 @@ def cmd_bench_slide(args) -> int:
     from nucseg.inference.engines import cpu_summary
 
     print(format_slide_benchmark(bench_slide(predictor, config, tiles, Path(args.work), args.side, args.tile, args.overlap,
-                                             args.batch_size)))
+                                             args.batch_size, args.nuclei_workers)))
     print(f"CPU: {cpu_summary()}")
     return 0
 
@@ -52,6 +52,10 @@ def cmd_bench_stardist(args) -> int:
 
     tiles = load_dataset(resolve_data_path(args.data))
     only_patients(tiles, args.val_patients, args.data)  # an unknown patient is refused before any training
+    if args.predict_only:
+        return _stardist_predict_only(args, tiles)
+    if args.seconds is None:
+        raise InputError("--seconds: the wall time per fold is needed to train StarDist (or pass --predict-only)")
     table = Path(args.out) / "folds.csv"
     rows = pd.read_csv(table).to_dict("records") if table.is_file() else []
     budgets = {row.get("budget_seconds") for row in rows if pd.notna(row.get("budget_seconds"))} - {args.seconds}
@@ -76,4 +80,29 @@ def cmd_bench_models(args) -> int:
 
     config = config_from_args(args)
     print(format_model_benchmarks(bench_models(config, args.arch, args.steps_to_time)))
+    return 0
+
+
+def _stardist_predict_only(args, tiles) -> int:
+    import pandas as pd
+
+    from nucseg.bench.stardist import import_stardist, predict_speed
+    from nucseg.inference.engines import cpu_summary
+
+    import_stardist()  # says how to install it
+    model_dir = Path(args.out) / args.val_patients[0]
+    if not (model_dir / "config.json").is_file():
+        raise InputError(f"{model_dir}: no StarDist model; train it first: nucseg bench stardist --data {args.data} "
+                         f"--val-patients {args.val_patients[0]} --seconds S --out {args.out}")
+    from nucseg.pretrained import resolve
+
+    predictor, config = model_and_config(resolve(args.model), precision=args.precision, engine=args.engine)
+    rows = predict_speed(model_dir, tiles, predictor, config, Path(args.out) / "predict_only", args.side, args.repeats,
+                         nuclei_workers=args.nuclei_workers)
+    table = pd.DataFrame(rows)
+    print(table.round(3).to_string(index=False))
+    print(f"median megapixels/s: StarDist {table['stardist_megapixels_per_second'].median():.2f}, "
+          f"nucseg {table['nucseg_megapixels_per_second'].median():.2f}; nucseg / StarDist, pair by pair: "
+          f"median {table['ratio'].median():.2f}")
+    print(f"CPU: {cpu_summary()}")
     return 0

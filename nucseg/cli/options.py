@@ -110,3 +110,9 @@ def add_ray(parser) -> None:
                         help="run the folds as Ray tasks: on a local Ray instance, or on the cluster at ADDRESS "
                              "(ray://host:10001 or host:6379; --out on storage the workers share)")
     parser.add_argument("--cpus-per-fold", type=int, default=1, help="with --ray: CPU threads per fold (default 1)")
+
+
+def add_nuclei_workers(parser) -> None:
+    parser.add_argument("--nuclei-workers", type=int, default=None, metavar="N",
+                        help="processes that find the nuclei while the net predicts (default: one per CPU; "
+                             "0: one thread of the main process)")

@@ -8,7 +8,8 @@ import argparse
 from nucseg.cli.apply import cmd_evaluate, cmd_predict, cmd_slide
 from nucseg.cli.bench import cmd_bench_memory, cmd_bench_models, cmd_bench_pipeline, cmd_bench_slide, cmd_bench_stardist
 from nucseg.cli.data import cmd_data_check, cmd_data_download
-from nucseg.cli.options import add_config_options, add_data, add_init, add_precision, add_ray, add_stain_reference
+from nucseg.cli.options import (add_config_options, add_data, add_init, add_nuclei_workers, add_precision, add_ray,
+                                add_stain_reference)
 from nucseg.cli.study import cmd_lodo, cmd_lopo, cmd_train
 from nucseg.config import ARCHITECTURES
 
@@ -49,8 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     stardist = bench.add_parser("stardist", help="StarDist trained from scratch on the same folds, for a given time")
     add_data(stardist)
     stardist.add_argument("--val-patients", nargs="+", required=True, help="the held-out patients, one fold each")
-    stardist.add_argument("--seconds", type=float, required=True, help="wall time per fold (nucseg's fold time)")
+    stardist.add_argument("--seconds", type=float, help="wall time per fold (nucseg's fold time)")
     stardist.add_argument("--out", required=True, help="StarDist's models and folds.csv (rerun to resume)")
+    stardist.add_argument("--predict-only", action="store_true",
+                          help="no training: time the prediction of the fold's StarDist model in --out (trained by a run "
+                               "without this flag) against nucseg's slide route on the same mosaic, alternated")
+    stardist.add_argument("--model", default=None, help="the nucseg model of --predict-only (default: pretrained he-nuclei)")
+    stardist.add_argument("--side", type=int, default=4096, help="--predict-only: side of the square mosaic")
+    stardist.add_argument("--repeats", type=int, default=3, help="--predict-only: pairs of timed runs")
+    add_nuclei_workers(stardist)
+    add_precision(stardist)
     stardist.set_defaults(run=cmd_bench_stardist)
 
     slide_bench = bench.add_parser("slide", help="megapixels/s and peak memory of `nucseg slide` on a mosaic slide")
@@ -61,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     slide_bench.add_argument("--tile", type=int, default=1024)
     slide_bench.add_argument("--overlap", type=int, default=128)
     slide_bench.add_argument("--batch-size", type=int, default=2)
+    add_nuclei_workers(slide_bench)
     add_precision(slide_bench)
     slide_bench.set_defaults(run=cmd_bench_slide)
 
@@ -140,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     slide.add_argument("--tile", type=int, default=1024, help="tile side at the model's resolution (multiple of 32)")
     slide.add_argument("--overlap", type=int, default=128, help="at least the widest nucleus, in pixels (default 128)")
     slide.add_argument("--batch-size", type=int, default=2, help="tiles per prediction (raise it on a GPU)")
+    add_nuclei_workers(slide)
     slide.add_argument("--mpp", type=float, help="microns per pixel of the slide where its file does not say")
     slide.add_argument("--gzip", action="store_true", help="write nuclei.geojson.gz")
     slide.add_argument("--tta", action="store_true", help="average the 8 flips and rotations of each tile")

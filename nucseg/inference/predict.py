@@ -24,6 +24,7 @@ from nucseg.models.blocks import MIN_STD_GREY_LEVELS
 from nucseg.models.nets import SIZE_MULTIPLE
 
 
+from nucseg.inference.tiles import tile_starts  # noqa: F401  (re-exported)
 from nucseg.models.loading import ModelLoadError  # noqa: E402  (re-exported: callers import it from here)
 
 
@@ -86,14 +87,6 @@ def _blend_window(size: int, overlap: int) -> np.ndarray:
         edge = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
         ramp[:overlap], ramp[-overlap:] = edge, edge[::-1]
     return np.outer(ramp, ramp)
-
-
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Starts of tiles of `tile` pixels covering `length`, overlapping by at least `overlap`
-    (the last one is moved back to end at `length`)."""
-    if length <= tile:
-        return [0]
-    return sorted(set(range(0, length - tile, tile - overlap)) | {length - tile})
 
 
 def check_tiling(tile: int, overlap: int) -> None:

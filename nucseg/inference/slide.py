@@ -5,11 +5,10 @@ The slide is read at the pyramid level closest to the model's training resolutio
 found on a low-resolution level; tiles without tissue are skipped. Tiles of `tile` pixels
 overlapping by `overlap` are predicted in batches and each one's nuclei are found alone.
 
-Which tile keeps a nucleus: the tiles' cores partition the region (the border between two
-neighbouring tiles' cores is the middle of their overlap). A tile keeps a nucleus whose centroid
-lies in its core and which does not touch a tile edge inside the region (there it would be cut).
-So a nucleus narrower than half the overlap is kept once, whole, by the tile whose core holds
-its centroid; one wider than that may be lost (it is counted as `cut` in `slide.json`).
+Which tile keeps a nucleus: see `nucseg.inference.tiles` (the tile whose core holds its centroid,
+unless it touches a tile edge there: then it is counted as `cut` in `slide.json`). The nuclei of
+each predicted batch are found in worker processes while the next batches are read and
+predicted (`nuclei_workers`; 0: one thread of this process).
 
 Resumable and bounded in memory: the tiles are processed in parts of `PART_TILES`; each part's
 nuclei are written to `parts/NNNNN.json` (atomically) and a rerun skips the parts on disk. The
@@ -20,50 +19,31 @@ uninterrupted one: `nuclei.geojson` (or `.geojson.gz`), `nuclei.csv`, `overview.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import gzip
-import hashlib
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from nucseg.errors import InputError
-from nucseg.inference.predict import tile_starts
+from nucseg.inference.tiles import SlidePlan, batch_nuclei, tile_cores, tile_starts, timed
+from nucseg.inference.tissue import tissue_mask
 from nucseg.postprocess.kinds import kind_of
 from nucseg.io import save_with, write_json_atomic, write_png_atomic, write_text_atomic
 
 PART_TILES = 16
 OVERVIEW_SIDE = 2048
-TISSUE_SIDE = 1024  # side of the low-resolution image tissue is found on
 
 
 class SlideError(InputError):
     pass
-
-
-@dataclasses.dataclass(frozen=True)
-class SlidePlan:
-    """What a run processes: the region (level-0 x, y, w, h), the level read and the scale from
-    processing pixels (at Config.mpp) to level-0 pixels, and the tiles (processing x, y)."""
-
-    slide: str
-    region: tuple[int, int, int, int]
-    level: int
-    to_level0: float  # level-0 pixels per processing pixel
-    tile: int
-    overlap: int
-    tiles: tuple[tuple[int, int], ...]
-    width: int  # the region in processing pixels
-    height: int
-    mpp: float  # microns per processing pixel (Config.mpp)
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def open_slide(path: str | Path):
@@ -97,31 +77,6 @@ def choose_level(downsamples, base_mpp: float, target_mpp: float) -> int:
     coarser than the target even at full resolution (its tiles are then upsampled)."""
     candidates = [i for i, d in enumerate(downsamples) if base_mpp * d <= target_mpp * 1.05] or [0]
     return max(candidates, key=lambda i: downsamples[i])
-
-
-def tile_cores(length: int, tile: int, overlap: int) -> dict[int, tuple[float, float]]:
-    """{tile start: its core} along one axis: from the middle of its overlap with the previous
-    tile to the middle of its overlap with the next one (0 and `length` at the ends)."""
-    starts = tile_starts(length, tile, overlap)
-    middles = [(starts[i + 1] + starts[i] + tile) / 2 for i in range(len(starts) - 1)]
-    return dict(zip(starts, zip([0.0, *middles], [*middles, float(length)])))
-
-
-def tissue_mask(slide, region) -> tuple[np.ndarray, float]:
-    """Boolean tissue mask of the region on a low-resolution image, and level-0 pixels per
-    mask pixel. Tissue: coloured (saturation above 0.05) or dark (grey below 200); white glass,
-    pale fat and grey background are not. Then closed, so that nuclei-poor tissue stays in."""
-    from scipy import ndimage
-
-    x, y, w, h = region
-    level = slide.get_best_level_for_downsample(max(w, h) / TISSUE_SIDE)
-    downsample = slide.level_downsamples[level]
-    size = (max(1, int(w / downsample)), max(1, int(h / downsample)))
-    rgb = np.asarray(slide.read_region((x, y), level, size).convert("RGB"), np.float32)
-    saturation = (rgb.max(-1) - rgb.min(-1)) / np.maximum(rgb.max(-1), 1)
-    tissue = (saturation > 0.05) | (rgb.mean(-1) < 200)
-    tissue = ndimage.binary_closing(tissue, iterations=3) | tissue
-    return tissue, downsample
 
 
 def plan_slide(slide, path, config, region=None, tile: int = 1024, overlap: int = 128, mpp: float | None = None) -> SlidePlan:
@@ -159,60 +114,28 @@ def read_tile(slide, plan: SlidePlan, tx: int, ty: int) -> np.ndarray:
     return rgb
 
 
-def kept_nuclei(labels: np.ndarray, plan: SlidePlan, tx: int, ty: int, core_x, core_y) -> tuple[list[int], int]:
-    """Ids of the tile's nuclei that it keeps (see the module's rule), and how many were cut."""
-    from scipy import ndimage
-
-    ids = np.arange(1, int(labels.max()) + 1)
-    if not len(ids):
-        return [], 0
-    centroids = np.asarray(ndimage.center_of_mass(np.ones_like(labels), labels, ids)).reshape(-1, 2)
-    interior = {"top": ty > 0, "left": tx > 0, "bottom": ty + plan.tile < plan.height, "right": tx + plan.tile < plan.width}
-    edge = np.zeros(labels.shape, bool)
-    edge[0, :], edge[-1, :], edge[:, 0], edge[:, -1] = interior["top"], interior["bottom"], interior["left"], interior["right"]
-    touching = set(np.unique(labels[edge & (labels > 0)]).tolist())
-    kept, cut = [], 0
-    for index, (cy, cx) in zip(ids, centroids):
-        if not (core_y[0] <= ty + cy + 0.5 < core_y[1] and core_x[0] <= tx + cx + 0.5 < core_x[1]):
-            continue
-        if int(index) in touching:
-            cut += 1
-            continue
-        kept.append(int(index))
-    return kept, cut
+def default_nuclei_workers() -> int:
+    """One nuclei worker per CPU this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, core_y, map_name: str):
-    """(features, table rows, cut) of the nuclei the tile keeps, in level-0 coordinates."""
-    from nucseg.inference.objects import geojson_features, nuclei_table, nucleus_outlines
-
-    kept, cut = kept_nuclei(labels, plan, tx, ty, core_x, core_y)
-    if not kept:
-        return [], [], cut
-    labels = np.where(np.isin(labels, kept), labels, 0)
-    outlines = nucleus_outlines(labels)
-    table = nuclei_table(labels, image, nucleus_map, map_name)
-    table = table.rename(columns={"area": "area_um2", "perimeter": "perimeter_um"})
-    table["area_um2"] = table["area_um2"] * plan.mpp**2
-    table["perimeter_um"] = table["perimeter_um"] * plan.mpp
-    features = geojson_features(outlines, table)
-    scale, (x0, y0) = plan.to_level0, plan.region[:2]
-    for feature in features:
-        ring = feature["geometry"]["coordinates"][0]
-        feature["geometry"]["coordinates"] = [[[round(x0 + (tx + px) * scale, 2), round(y0 + (ty + py) * scale, 2)]
-                                               for px, py in ring]]
-    table["centroid_x"] = x0 + (tx + table["centroid_x"]) * scale
-    table["centroid_y"] = y0 + (ty + table["centroid_y"]) * scale
-    return features, table.drop(columns="id"), cut
+def nuclei_pool(workers: int):
+    """Where the nuclei of batches are found: `workers` processes (spawned, not forked: the parent
+    runs TensorFlow's or OpenVINO's threads, which a fork does not carry safely), or for 0 one
+    thread of this process (NumPy, SciPy and scikit-image let go of the GIL for part of the work)."""
+    if workers <= 0:
+        return ThreadPoolExecutor(max_workers=1)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int = 128, batch_size: int = 2,
               region=None, mpp: float | None = None, gzip_geojson: bool = False, verbose: int = 1,
-              timings: dict | None = None) -> dict:
+              timings: dict | None = None, nuclei_workers: int | None = None) -> dict:
     """Nuclei of a slide (or of a region of it) into out_dir; returns the summary (slide.json).
+    `nuclei_workers`: processes that find the nuclei (default: one per CPU; 0: a thread).
     `timings`, where given, gets the seconds spent in each stage (read, predict, nuclei, wait,
-    assemble): nuclei are found in a thread while the next batch is read and predicted, so "wait"
-    is the time the pipeline stood waiting for them."""
+    assemble): "nuclei" is the time the workers spent, beside reading and predicting; "wait" is
+    the time the pipeline stood waiting for them."""
     from nucseg.inference.predict import check_tiling
 
     check_tiling(tile, overlap)
@@ -226,21 +149,19 @@ def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int =
     parts = [plan.tiles[i : i + PART_TILES] for i in range(0, len(plan.tiles), PART_TILES)]
     bar = _progress(len(plan.tiles), verbose)
     done = 0
-    # One thread finds a batch's nuclei while the next batch is read and predicted: numpy, SciPy
-    # and scikit-image let go of the GIL for much of it (20 % less time, measured on 2 cores).
     map_name = kind_of(config).map_column
-    batch_nuclei = functools.partial(_batch_nuclei, plan, config, tile_cores(plan.width, tile, overlap),
-                                     tile_cores(plan.height, tile, overlap), map_name)
+    find_nuclei = functools.partial(timed, functools.partial(batch_nuclei, plan, config, tile_cores(plan.width, tile, overlap),
+                                                              tile_cores(plan.height, tile, overlap), map_name))
     timings = timings if timings is not None else {}
     for stage in ("read", "predict", "nuclei", "wait", "assemble"):
         timings.setdefault(stage, 0.0)
-    batch_nuclei = _timed(batch_nuclei, timings, "nuclei")
-    with ThreadPoolExecutor(max_workers=1) as nuclei_thread:
+    workers = default_nuclei_workers() if nuclei_workers is None else nuclei_workers
+    with nuclei_pool(workers) as pool:
         for number, part in enumerate(parts):
             part_path = out_dir / "parts" / f"{number:05d}.json"
             if not part_path.is_file():
-                write_json_atomic(part_path, _part_nuclei(slide, plan, part, predictor, batch_size, batch_nuclei,
-                                                          nuclei_thread, timings))
+                write_json_atomic(part_path, _part_nuclei(slide, plan, part, predictor, batch_size, find_nuclei,
+                                                          pool, max(workers, 1) + 1, timings))
             done += len(part)
             if bar:
                 bar.update(done)
@@ -252,52 +173,39 @@ def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int =
     return summary
 
 
-def _timed(function, timings: dict, stage: str):
-    def timed(*args):
-        start = time.perf_counter()
-        try:
-            return function(*args)
-        finally:
-            timings[stage] += time.perf_counter() - start
-
-    return timed
-
-
-def _part_nuclei(slide, plan: SlidePlan, part, predictor, batch_size: int, batch_nuclei, nuclei_thread,
+def _part_nuclei(slide, plan: SlidePlan, part, predictor, batch_size: int, find_nuclei, pool, in_flight: int,
                  timings: dict) -> dict:
     """The nuclei of a part's tiles (what parts/NNNNN.json holds), batch by batch: each batch's
-    nuclei are found (`batch_nuclei(group, images, maps)`) in `nuclei_thread` while the next
-    batch is predicted."""
+    nuclei are found (`find_nuclei(group, images, maps)`) in `pool` while the next batches are
+    read and predicted; at most `in_flight` batches wait there (memory stays bounded)."""
     from nucseg.inference.predict import nucleus_channel
 
-    found, previous = [], None
+    found, pending = [], deque()
+
+    def collect_oldest():
+        waiting = time.perf_counter()
+        result, seconds = pending.popleft().result()
+        timings["wait"] += time.perf_counter() - waiting
+        timings["nuclei"] += seconds
+        found.extend(result)
+
     for first in range(0, len(part), batch_size):
         group = part[first : first + batch_size]
         start = time.perf_counter()
         images = np.stack([read_tile(slide, plan, tx, ty) for tx, ty in group])
         read = time.perf_counter()
         maps = nucleus_channel(np.asarray(predictor(images.astype(np.float32))))
-        predicted = time.perf_counter()
-        found += previous.result() if previous else []
         timings["read"] += read - start
-        timings["predict"] += predicted - read
-        timings["wait"] += time.perf_counter() - predicted
-        previous = nuclei_thread.submit(batch_nuclei, group, images, maps)
-    waiting = time.perf_counter()
-    found += previous.result() if previous else []
-    timings["wait"] += time.perf_counter() - waiting
+        timings["predict"] += time.perf_counter() - read
+        pending.append(pool.submit(find_nuclei, group, images, maps))
+        while len(pending) >= in_flight:
+            collect_oldest()
+    while pending:
+        collect_oldest()
     tables = [table for features, table, _ in found if features]
     rows = pd.concat(tables) if tables else pd.DataFrame()
     return {"features": [feature for features, _, _ in found for feature in features], "columns": list(rows.columns),
             "rows": rows.to_numpy().tolist(), "cut": sum(cut for _, _, cut in found)}
-
-
-def _batch_nuclei(plan: SlidePlan, config, cores_x: dict, cores_y: dict, map_name: str, group, images, maps) -> list[tuple]:
-    """tile_nuclei of each tile of a predicted batch."""
-    from nucseg.postprocess.instances import instances_from_config
-
-    return [tile_nuclei(instances_from_config(nucleus_map, config), image, nucleus_map, plan, tx, ty, cores_x[tx],
-                        cores_y[ty], map_name) for (tx, ty), image, nucleus_map in zip(group, images, maps)]
 
 
 def _progress(total: int, verbose: int):

@@ -13,8 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from nucseg.data.weights import binary_target, distance_target, weight_map
-from nucseg.models.blocks import distance_head, score_head
-from nucseg.models.losses import masked_mean_squared_error, masked_weighted_cross_entropy
 from nucseg.postprocess.instances import distance_maxima, instances_from_distance, instances_from_probability
 
 
@@ -25,8 +23,20 @@ class ProbabilityKind:
 
     name = "probability"
     default_arch = "unet"  # the post-processing defaults of a model that comes without its config.json
-    head = staticmethod(score_head)
-    loss = staticmethod(masked_weighted_cross_entropy)
+    # The head and the loss are imported when asked for (they need Keras): finding nuclei does
+    # not, so the slide's nuclei workers start without TensorFlow.
+    @property
+    def head(self):
+        from nucseg.models.blocks import score_head
+
+        return score_head
+
+    @property
+    def loss(self):
+        from nucseg.models.losses import masked_weighted_cross_entropy
+
+        return masked_weighted_cross_entropy
+
     target_scales_with_zoom = False
     grid = {"threshold": (0.4, 0.5, 0.6), "watershed_min_distance": (5, 7, 10)}
     map_suffix, map_column = "prob", "mean_probability"
@@ -56,8 +66,18 @@ class DistanceKind:
 
     name = "distance"
     default_arch = "dist"
-    head = staticmethod(distance_head)
-    loss = staticmethod(masked_mean_squared_error)
+    @property
+    def head(self):
+        from nucseg.models.blocks import distance_head
+
+        return distance_head
+
+    @property
+    def loss(self):
+        from nucseg.models.losses import masked_mean_squared_error
+
+        return masked_mean_squared_error
+
     target_scales_with_zoom = True  # a zoomed crop's distances are in pixels of the crop
     grid = {"dist_threshold": (0.5, 0.75, 1.0, 1.5, 2.0), "dist_lambda": (0.5, 1.0, 2.0, 3.0)}
     map_suffix, map_column = "dist", "mean_distance"

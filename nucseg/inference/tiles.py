@@ -1,0 +1,117 @@
+"""The tiling plan shared by every large image: tiles of `tile` pixels overlapping by `overlap`,
+each with a core, and the rule of which tile keeps a nucleus.
+
+The tiles' cores partition the region (the border between two neighbouring tiles' cores is the
+middle of their overlap). A tile keeps a nucleus whose centroid lies in its core and which does
+not touch a tile edge inside the region (there it would be cut). So a nucleus narrower than half
+the overlap is kept once, whole, by the tile whose core holds its centroid; one wider than that
+may be lost (counted as `cut`).
+
+No Keras here: the nuclei of tiles are found in worker processes that start without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class SlidePlan:
+    """What a run processes: the region (level-0 x, y, w, h), the level read and the scale from
+    processing pixels (at Config.mpp) to level-0 pixels, and the tiles (processing x, y)."""
+
+    slide: str
+    region: tuple[int, int, int, int]
+    level: int
+    to_level0: float  # level-0 pixels per processing pixel
+    tile: int
+    overlap: int
+    tiles: tuple[tuple[int, int], ...]
+    width: int  # the region in processing pixels
+    height: int
+    mpp: float  # microns per processing pixel (Config.mpp)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Starts of tiles of `tile` pixels covering `length`, overlapping by at least `overlap`
+    (the last one is moved back to end at `length`)."""
+    if length <= tile:
+        return [0]
+    return sorted(set(range(0, length - tile, tile - overlap)) | {length - tile})
+
+
+def tile_cores(length: int, tile: int, overlap: int) -> dict[int, tuple[float, float]]:
+    """{tile start: its core} along one axis: from the middle of its overlap with the previous
+    tile to the middle of its overlap with the next one (0 and `length` at the ends)."""
+    starts = tile_starts(length, tile, overlap)
+    middles = [(starts[i + 1] + starts[i] + tile) / 2 for i in range(len(starts) - 1)]
+    return dict(zip(starts, zip([0.0, *middles], [*middles, float(length)])))
+
+
+def kept_nuclei(labels: np.ndarray, plan: SlidePlan, tx: int, ty: int, core_x, core_y) -> tuple[list[int], int]:
+    """Ids of the tile's nuclei that it keeps (see the module's rule), and how many were cut."""
+    from scipy import ndimage
+
+    ids = np.arange(1, int(labels.max()) + 1)
+    if not len(ids):
+        return [], 0
+    centroids = np.asarray(ndimage.center_of_mass(np.ones_like(labels), labels, ids)).reshape(-1, 2)
+    interior = {"top": ty > 0, "left": tx > 0, "bottom": ty + plan.tile < plan.height, "right": tx + plan.tile < plan.width}
+    edge = np.zeros(labels.shape, bool)
+    edge[0, :], edge[-1, :], edge[:, 0], edge[:, -1] = interior["top"], interior["bottom"], interior["left"], interior["right"]
+    touching = set(np.unique(labels[edge & (labels > 0)]).tolist())
+    kept, cut = [], 0
+    for index, (cy, cx) in zip(ids, centroids):
+        if not (core_y[0] <= ty + cy + 0.5 < core_y[1] and core_x[0] <= tx + cx + 0.5 < core_x[1]):
+            continue
+        if int(index) in touching:
+            cut += 1
+            continue
+        kept.append(int(index))
+    return kept, cut
+
+
+def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, core_y, map_name: str):
+    """(features, table rows, cut) of the nuclei the tile keeps, in level-0 coordinates."""
+    from nucseg.inference.objects import geojson_features, nuclei_table, nucleus_outlines
+
+    kept, cut = kept_nuclei(labels, plan, tx, ty, core_x, core_y)
+    if not kept:
+        return [], [], cut
+    labels = np.where(np.isin(labels, kept), labels, 0)
+    outlines = nucleus_outlines(labels)
+    table = nuclei_table(labels, image, nucleus_map, map_name)
+    table = table.rename(columns={"area": "area_um2", "perimeter": "perimeter_um"})
+    table["area_um2"] = table["area_um2"] * plan.mpp**2
+    table["perimeter_um"] = table["perimeter_um"] * plan.mpp
+    features = geojson_features(outlines, table)
+    scale, (x0, y0) = plan.to_level0, plan.region[:2]
+    for feature in features:
+        ring = feature["geometry"]["coordinates"][0]
+        feature["geometry"]["coordinates"] = [[[round(x0 + (tx + px) * scale, 2), round(y0 + (ty + py) * scale, 2)]
+                                               for px, py in ring]]
+    table["centroid_x"] = x0 + (tx + table["centroid_x"]) * scale
+    table["centroid_y"] = y0 + (ty + table["centroid_y"]) * scale
+    return features, table.drop(columns="id"), cut
+
+
+def batch_nuclei(plan: SlidePlan, config, cores_x: dict, cores_y: dict, map_name: str, group, images, maps) -> list[tuple]:
+    """tile_nuclei of each tile of a predicted batch (what a nuclei worker runs)."""
+    from nucseg.postprocess.instances import instances_from_config
+
+    return [tile_nuclei(instances_from_config(nucleus_map, config), image, nucleus_map, plan, tx, ty, cores_x[tx],
+                        cores_y[ty], map_name) for (tx, ty), image, nucleus_map in zip(group, images, maps)]
+
+
+def timed(function, *args) -> tuple[list, float]:
+    """function(*args) and the seconds it took (measured where it runs: in a worker)."""
+    start = time.perf_counter()
+    return function(*args), time.perf_counter() - start
