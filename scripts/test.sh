@@ -8,5 +8,11 @@ export NUCSEG_DATA="${NUCSEG_DATA:-$(cd .. && pwd)/shared/data/tcga_glioma}"
 export NUCSEG_SMOKE=1  # notebook 02 trains a small subset (see its first cell)
 .venv/bin/ruff check nucseg tests scripts  # the linter's configuration: pyproject.toml [tool.ruff]
 export TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}" MPLBACKEND=Agg
-exec .venv/bin/python -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/sanitize.cfg \
-  --nbval-current-env -p no:cacheprovider "$@"
+# One pytest worker per core (pytest-xdist); a file's tests stay on one worker, in order (a
+# notebook's cells run in one kernel; a module's fixtures are made once). Notebook 03 reads the
+# folds notebook 02 wrote, so it runs after the rest (skipped when arguments select a part).
+pytest=(.venv/bin/python -m pytest --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env -p no:cacheprovider)
+"${pytest[@]}" tests notebooks --nbval --ignore=notebooks/03_results.ipynb -n auto --dist loadfile "$@"
+if [ $# -eq 0 ]; then
+  "${pytest[@]}" notebooks/03_results.ipynb --nbval
+fi

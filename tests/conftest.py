@@ -65,32 +65,49 @@ def kill_after_first_checkpoint(monkeypatch):
 HELD_OUT_PATIENT = "TCGA-DU-8165"
 
 
-def _small_fold(glioma_tiles, glioma_path, out, arch):
+def _small_fold(glioma_tiles, glioma_path, tmp_path_factory, worker_id: str, arch: str) -> Path:
+    """A fold trained once per test session, also when pytest-xdist's workers share the session:
+    then in the session's own folder (the workers' parent), under a lock; the worker that comes
+    second finds the fold done (train_fold skips a finished fold) and trains nothing."""
+    import fcntl
+
     from nucseg.config import Config
     from nucseg.study.fold import train_fold
 
     config = Config.from_profile("quick", data=str(glioma_path), arch=arch, base_filters=8, unet_depth=2, steps=60,
                                  steps_per_epoch=30, crop=96, tune_postprocess=False)
-    return train_fold(config, glioma_tiles, HELD_OUT_PATIENT, out, verbose=0).out_dir
+    session = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    with open(session / f"small_{arch}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return train_fold(config, glioma_tiles, HELD_OUT_PATIENT, session / f"small_{arch}", verbose=0).out_dir
 
 
 @pytest.fixture(scope="session")
-def small_unet_fold(glioma_tiles, glioma_path, tmp_path_factory) -> Path:
+def worker_id(request) -> str:
+    """pytest-xdist's worker name ("gw0", ...), "master" without it."""
+    return getattr(request.config, "workerinput", {}).get("workerid", "master")
+
+
+@pytest.fixture(scope="session")
+def small_unet_fold(glioma_tiles, glioma_path, tmp_path_factory, worker_id) -> Path:
     """One small U-Net fold (held out: HELD_OUT_PATIENT), trained once for the whole session and
     shared by the tests that need an exported model (.keras and SavedModel) and its config.json."""
-    return _small_fold(glioma_tiles, glioma_path, tmp_path_factory.mktemp("small_unet"), "unet")
+    return _small_fold(glioma_tiles, glioma_path, tmp_path_factory, worker_id, "unet")
 
 
 @pytest.fixture(scope="session")
-def small_dist_fold(glioma_tiles, glioma_path, tmp_path_factory) -> Path:
+def small_dist_fold(glioma_tiles, glioma_path, tmp_path_factory, worker_id) -> Path:
     """The same for DIST."""
-    return _small_fold(glioma_tiles, glioma_path, tmp_path_factory.mktemp("small_dist"), "dist")
+    return _small_fold(glioma_tiles, glioma_path, tmp_path_factory, worker_id, "dist")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def openvino_cache(tmp_path_factory):
-    """OpenVINO's converted models go to a folder of the test session, not the user's ~/.cache."""
-    folder = tmp_path_factory.mktemp("nucseg_cache")
+def openvino_cache(tmp_path_factory, worker_id):
+    """OpenVINO's converted models go to a folder of the test session, not the user's ~/.cache;
+    pytest-xdist's workers share it (a model is converted once; entries are renamed into place)."""
+    session = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    folder = session / "nucseg_cache"
+    folder.mkdir(exist_ok=True)
     previous = os.environ.get("NUCSEG_CACHE")
     os.environ["NUCSEG_CACHE"] = str(folder)
     yield folder
@@ -98,3 +115,25 @@ def openvino_cache(tmp_path_factory):
         os.environ.pop("NUCSEG_CACHE", None)
     else:
         os.environ["NUCSEG_CACHE"] = previous
+
+
+@pytest.fixture
+def nucseg_messages():
+    """The messages nucseg logs during the test (progress included), as strings. Attached to the
+    "nucseg" logger itself: after the CLI's show_messages() it no longer passes them to the root."""
+    import logging
+
+    messages = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    logger, handler = logging.getLogger("nucseg"), Collect(logging.DEBUG)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+

@@ -64,7 +64,7 @@ def zenodo():
 
 
 def test_download_checks_and_unpacks(zenodo, tmp_path):
-    dest = download_tnbc(tmp_path / "tnbc", base_url=zenodo["url"], log=lambda *_: None)
+    dest = download_tnbc(tmp_path / "tnbc", base_url=zenodo["url"])
     assert sorted(p.name for p in dest.iterdir()) == ["GT_01", "GT_02", "Slide_01", "Slide_02"]
     assert len(load_dataset(dest)) == 2
     assert not (tmp_path / "tnbc.part").exists()
@@ -83,13 +83,13 @@ def test_a_killed_download_restarts_cleanly(zenodo, tmp_path):
     leftover = tmp_path / "tnbc.part"
     leftover.mkdir()
     (leftover / "TNBC_NucleiSegmentation.zip").write_bytes(b"half a zip")
-    dest = download_tnbc(tmp_path / "tnbc", base_url=zenodo["url"], log=lambda *_: None)
+    dest = download_tnbc(tmp_path / "tnbc", base_url=zenodo["url"])
     assert len(load_dataset(dest)) == 2 and not leftover.exists()
 
 
 def test_offline_says_where_to_put_the_files(tmp_path):
     with pytest.raises(DownloadError) as raised:
-        download_tnbc(tmp_path / "tnbc", base_url="http://127.0.0.1:9", timeout=2, log=lambda *_: None)
+        download_tnbc(tmp_path / "tnbc", base_url="http://127.0.0.1:9", timeout=2)
     message = str(raised.value)
     assert "by hand" in message and "zenodo.org/records/1175282" in message and "Slide_NN/" in message
     assert not (tmp_path / "tnbc").exists()

@@ -59,7 +59,8 @@ def test_tiled_prediction_of_a_large_odd_image_matches_one_pass(exported, glioma
 
 def test_cli_predict_writes_probability_and_mask(exported, glioma_tiles, tmp_path, capsys):
     image = write_png(tmp_path / "region.png", glioma_tiles[2].image[:300, :470])
-    code = main(["predict", str(exported / "saved_model"), str(image), "--out", str(tmp_path / "out"), "--tile", "256"])
+    code = main(["predict", str(exported / "saved_model"), str(image), "--out", str(tmp_path / "out"), "--tile", "256",
+                 "--engine", "tensorflow"])  # OpenVINO: tests/test_engines.py
     assert code == 0
     prob = np.asarray(Image.open(tmp_path / "out" / "region_prob.png"))
     mask = np.asarray(Image.open(tmp_path / "out" / "region_mask.png"))
@@ -104,7 +105,8 @@ def test_predict_keeps_images_of_the_same_name_apart(exported, glioma_tiles, tmp
     first = write_png(tmp_path / "a" / "tile.png", glioma_tiles[0].image[:128, :128])
     second = write_png(tmp_path / "b" / "tile.png", glioma_tiles[1].image[:128, :128])
     out = tmp_path / "out"
-    assert main(["predict", str(exported / "model.keras"), str(first), str(second), "--out", str(out)]) == 0
+    assert main(["predict", str(exported / "model.keras"), str(first), str(second), "--out", str(out), "--engine",
+                 "tensorflow"]) == 0
     a, b = np.asarray(Image.open(out / "a__tile_prob.png")), np.asarray(Image.open(out / "b__tile_prob.png"))
     assert not np.array_equal(a, b)  # each output is its own image's
 
@@ -152,7 +154,8 @@ def test_evaluate_scores_a_model_and_the_otsu_baseline_per_tile_and_patient(expo
     for tile in chosen:
         write_png(tmp_path / "data" / tile.patient / f"{tile.tile_id}.png", tile.image)
         write_png(tmp_path / "data" / tile.patient / f"{tile.tile_id}_label.png", tile.label.astype(np.uint16))
-    code = main(["evaluate", str(exported / "saved_model"), str(tmp_path / "data"), "--out", str(tmp_path / "ev")])
+    code = main(["evaluate", str(exported / "saved_model"), str(tmp_path / "data"), "--out", str(tmp_path / "ev"),
+                 "--engine", "tensorflow"])
     assert code == 0
     tiles = pd.read_csv(tmp_path / "ev" / "tiles.csv")
     assert len(tiles) == 4 and tiles["method"].nunique() == 2

@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 LAYERS = [
-    ["errors", "config", "io", "outputs"],
+    ["errors", "config", "io", "outputs", "logs"],
     ["models"],
     ["data", "pretrained"],
     ["postprocess", "metrics"],

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import sys
 
-from nucseg.cli.common import checked_out, import_tensorflow_once, log_to_stderr, split_model_and_inputs
+from nucseg.cli.common import checked_out, import_tensorflow_once, split_model_and_inputs
 from nucseg.cli.options import config_from_args
 from nucseg.cli.parser import build_parser
 from nucseg.errors import InputError, TrainingDiverged
 from nucseg.io import FolderBusy, RunLock
+from nucseg.logs import show_messages
 
 __all__ = ["main", "build_parser", "config_from_args"]
 EXIT_BAD_INPUT = 2
@@ -29,7 +30,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "data" and "tensorflow" not in sys.modules:
         import_tensorflow_once()
-    log_to_stderr()
+    show_messages()
     try:
         split_model_and_inputs(args)
         out = checked_out(args)

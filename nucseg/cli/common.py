@@ -143,19 +143,6 @@ def checked_out(args) -> str | None:
     return out
 
 
-def log_to_stderr() -> None:
-    """nucseg's warnings (logging, logger "nucseg") as one line each on stderr."""
-    import logging
-
-    logger = logging.getLogger("nucseg")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-
-
 def import_tensorflow_once() -> None:
     """TensorFlow 2.21 writes its start-up lines (the oneDNN notice, absl's warning) from two of
     its libraries, before its log level applies: import it with the stderr file descriptor

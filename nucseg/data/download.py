@@ -7,6 +7,8 @@ then renamed to `dest`. A killed download leaves no half dataset: the next run s
 
 from __future__ import annotations
 
+import logging
+
 import hashlib
 import json
 import shutil
@@ -16,6 +18,8 @@ import zipfile
 from pathlib import Path
 
 from nucseg.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 TNBC_RECORD = "1175282"
 ZENODO_URL = "https://zenodo.org"
@@ -77,12 +81,12 @@ def _unpack(archive: Path, into: Path) -> None:
 
 
 def download_tnbc(dest: str | Path, record: str = TNBC_RECORD, base_url: str = ZENODO_URL,
-                  timeout: float = 60.0, log=print) -> Path:
+                  timeout: float = 60.0) -> Path:
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():
         raise DownloadError(f"--dest {dest} is a file, not a folder. Pass a folder to unpack TNBC into (default data/tnbc).")
     if dest.exists() and any(dest.iterdir()):
-        log(f"{dest} already holds a dataset; nothing downloaded (remove it to download again).")
+        logger.info(f"{dest} already holds a dataset; nothing downloaded (remove it to download again).")
         return dest
     staging = dest.parent / f"{dest.name}.part"
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left
@@ -90,7 +94,7 @@ def download_tnbc(dest: str | Path, record: str = TNBC_RECORD, base_url: str = Z
     try:
         try:
             entry = record_file(record, base_url, timeout)
-            log(f"downloading {entry['name']} ({entry['size']} bytes) from {base_url}, record {record}")
+            logger.info(f"downloading {entry['name']} ({entry['size']} bytes) from {base_url}, record {record}")
             archive = staging / entry["name"]
             md5 = _stream(entry["url"], archive, timeout)
         except DownloadError as err:
@@ -107,5 +111,5 @@ def download_tnbc(dest: str | Path, record: str = TNBC_RECORD, base_url: str = Z
         (staging / "tnbc").rename(dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log(f"TNBC unpacked into {dest}")
+    logger.info(f"TNBC unpacked into {dest}")
     return dest

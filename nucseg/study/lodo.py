@@ -13,6 +13,8 @@ labs; the data sets it reports are then no longer unseen for that recipe."""
 
 from __future__ import annotations
 
+import logging
+
 import dataclasses
 from pathlib import Path
 
@@ -28,6 +30,8 @@ from nucseg.training.runs import claim_folder
 from nucseg.study.fold import train_fold
 from nucseg.study.lopo import FoldJob
 from nucseg.postprocess.tuning import with_saved_postprocess
+
+logger = logging.getLogger(__name__)
 
 LODO_COLUMNS = ["arch", "left_out", "method", "patients", "tiles", *SUMMARY_SCORES, "iou", "tpr", "seconds", "config_hash"]
 
@@ -64,12 +68,12 @@ def train_without(job: FoldJob, tiles: list[Tile], out_dir: Path, verbose: int =
 class SequentialLodoRunner:
     """The folds one after another, in this process."""
 
-    def run(self, jobs, tiles, out_dir: Path, verbose: int = 1, log=print):
+    def run(self, jobs, tiles, out_dir: Path, verbose: int = 1):
         for job in jobs:
             yield job, train_without(job, tiles, out_dir, verbose)
 
 
-def run_lodo(config: Config, archs, out_dir: str | Path, log=print, verbose: int = 1, runner=None) -> pd.DataFrame:
+def run_lodo(config: Config, archs, out_dir: str | Path, verbose: int = 1, runner=None) -> pd.DataFrame:
     """Train and score every (arch, data set left out); returns the table. `runner`: None (here,
     one fold after another) or nucseg.distributed.RayRunner(fold_function=train_without): the
     folds train as Ray tasks, and this driver scores each left-out set as its fold ends."""
@@ -85,12 +89,12 @@ def run_lodo(config: Config, archs, out_dir: str | Path, log=print, verbose: int
     for arch in archs:
         for left_out in names:
             if ((done["arch"] == arch) & (done["left_out"] == left_out)).any():
-                log(f"{arch} / without {left_out}: done earlier, skipped")
+                logger.info(f"{arch} / without {left_out}: done earlier, skipped")
                 continue
-            log(f"{arch} / without {left_out}: training on {', '.join(n for n in names if n != left_out)}, "
+            logger.info(f"{arch} / without {left_out}: training on {', '.join(n for n in names if n != left_out)}, "
                 f"scoring {left_out}")
             jobs.append(FoldJob(config.replace(arch=arch), left_out, out_dir / arch / left_out))
-    for job, result in (runner or SequentialLodoRunner()).run(jobs, tiles, out_dir, verbose, log):
+    for job, result in (runner or SequentialLodoRunner()).run(jobs, tiles, out_dir, verbose):
         held_out = [t for t in tiles if t.dataset == job.val_patient]
         patients = score_left_out(result.out_dir, job.config, held_out, job.config.arch)
         rows = []
@@ -98,7 +102,7 @@ def run_lodo(config: Config, archs, out_dir: str | Path, log=print, verbose: int
             rows.append({"arch": job.config.arch, "left_out": job.val_patient, "method": method, "patients": len(group),
                          "tiles": len(held_out), **{c: group[c].mean() for c in [*SUMMARY_SCORES, "iou", "tpr"]},
                          "seconds": result.seconds, "config_hash": job.config.config_hash()})
-            log(f"  {job.config.arch} / without {job.val_patient}, {method}: F1 {rows[-1]['f1']:.3f}, "
+            logger.info(f"  {job.config.arch} / without {job.val_patient}, {method}: F1 {rows[-1]['f1']:.3f}, "
                 f"AJI {rows[-1]['aji']:.3f}")
         table = pd.concat([read_lodo(folds_csv), pd.DataFrame(rows, columns=LODO_COLUMNS)], ignore_index=True)
         write_text_atomic(folds_csv, table.to_csv(index=False))

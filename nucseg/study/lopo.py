@@ -19,6 +19,8 @@ weight decay, in `<out>/grid/<setting>/`, as the paper did to choose them.
 
 from __future__ import annotations
 
+import logging
+
 import dataclasses
 import itertools
 from pathlib import Path
@@ -36,6 +38,8 @@ from nucseg.study.results import append_fold_row, markdown_table, read_folds, wr
 from nucseg.training.runs import claim_folder
 from nucseg.study.fold import train_fold
 from nucseg.postprocess.tuning import with_saved_postprocess
+
+logger = logging.getLogger(__name__)
 
 GRID_FIELDS = ("lr", "momentum", "weight_decay")
 
@@ -81,15 +85,15 @@ def run_fold(job: FoldJob, tiles: list[Tile], out_dir: Path, verbose: int = 1):
 class SequentialRunner:
     """The folds one after another, in this process."""
 
-    def run(self, jobs: list[FoldJob], tiles: list[Tile], out_dir: Path, verbose: int = 1, log=print):
+    def run(self, jobs: list[FoldJob], tiles: list[Tile], out_dir: Path, verbose: int = 1):
         for job in jobs:
             train = sorted({t.patient for t in tiles} - {job.val_patient})
-            log(f"{job.config.arch} / {job.val_patient}: training on {', '.join(train)}")
+            logger.info(f"{job.config.arch} / {job.val_patient}: training on {', '.join(train)}")
             yield job, run_fold(job, tiles, out_dir, verbose)
 
 
 def run_lopo(config: Config, archs, out_dir: str | Path, tiles: list[Tile] | None = None,
-             val_patients=None, log=print, verbose: int = 1, runner=None) -> pd.DataFrame:
+             val_patients=None, verbose: int = 1, runner=None) -> pd.DataFrame:
     """Train and score every (arch, held-out patient); returns the folds table. `runner`:
     SequentialRunner() (default) or nucseg.distributed.RayRunner(...)."""
     out_dir = Path(out_dir)
@@ -106,16 +110,16 @@ def run_lopo(config: Config, archs, out_dir: str | Path, tiles: list[Tile] | Non
     jobs = []
     for arch, fold in study:
         if ((done["arch"] == arch) & (done["val_patient"] == fold.val_patient)).any():
-            log(f"{arch} / {fold.val_patient}: done earlier, skipped")
+            logger.info(f"{arch} / {fold.val_patient}: done earlier, skipped")
             continue
         jobs.append(FoldJob(config.replace(arch=arch), fold.val_patient, out_dir / arch / fold.val_patient))
     runner = runner or SequentialRunner()
-    for job, result in runner.run(jobs, tiles, out_dir, verbose, log):
+    for job, result in runner.run(jobs, tiles, out_dir, verbose):
         append_fold_row(folds_csv, fold_row(job.config, job.val_patient, result), order=order)
-        log(f"{job.config.arch} / {job.val_patient}: F1 {result.scores['f1']:.3f}, AJI {result.scores['aji']:.3f}")
+        logger.info(f"{job.config.arch} / {job.val_patient}: F1 {result.scores['f1']:.3f}, AJI {result.scores['aji']:.3f}")
         if result.flags:
             what = "did not learn" if any(f != "empty" for f in result.flags.split(";")) else "has nothing to find"
-            log(f"WARNING: {job.config.arch} / {job.val_patient} {what}: {describe_flags(result.flags)}")
+            logger.warning(f"{job.config.arch} / {job.val_patient} {what}: {describe_flags(result.flags)}")
     folds = read_folds(folds_csv)
     write_summary(folds, out_dir)
     save_figure(boxplot_figure(folds), out_dir / "figures" / "boxplots.png")
@@ -142,7 +146,7 @@ def setting_name(setting: dict) -> str:
     return "_".join(f"{k}={v:g}" for k, v in setting.items())
 
 
-def run_grid(config: Config, archs, out_dir: str | Path, grid: list[dict], val_patients=None, log=print,
+def run_grid(config: Config, archs, out_dir: str | Path, grid: list[dict], val_patients=None,
              verbose=1, runner=None) -> pd.DataFrame:
     """The LOPO study for each setting; grid_summary.csv/.md: mean scores per (setting, arch)."""
     out_dir = Path(out_dir)
@@ -151,9 +155,9 @@ def run_grid(config: Config, archs, out_dir: str | Path, grid: list[dict], val_p
         check_patients(patients_of(tiles), val_patients)
     rows = []
     for setting in grid:
-        log(f"grid setting {setting_name(setting)}")
+        logger.info(f"grid setting {setting_name(setting)}")
         folds = run_lopo(config.replace(**setting), archs, out_dir / "grid" / setting_name(setting), tiles,
-                         val_patients, log=log, verbose=verbose, runner=runner)
+                         val_patients, verbose=verbose, runner=runner)
         for arch, group in folds.groupby("arch", sort=False):
             rows.append({**setting, "arch": arch, "patients": len(group),
                          **{f"{c}_mean": group[c].mean() for c in ("f1", "perf", "aji", "pq")}})
