@@ -69,10 +69,9 @@ def bench_slide(predictor, config, tiles, work_dir: Path, side: int, tile: int, 
                         timings=timings, nuclei_workers=nuclei_workers)
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    worker_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker's
     return {"side": side, "megapixels": side * side / 1e6, "seconds": seconds, "megapixels_per_second": side * side / 1e6 / seconds,
             "nuclei": summary["nuclei"], "tiles": summary["tiles"], "peak_memory_mb": peak_mb,
-            "worker_peak_memory_mb": worker_peak_mb, "nuclei_workers": nuclei_workers, "stages": timings,
+            "nuclei_workers": nuclei_workers, "stages": timings,
             "net_megapixels_per_second": net_speed(predictor, tiles, tile, batch_size)}
 
 
@@ -90,8 +89,8 @@ def net_speed(predictor, tiles, tile: int, batch_size: int, repeats: int = 2) ->
 def format_slide_benchmark(result: dict) -> str:
     return (f"slide {result['side']} x {result['side']} ({result['megapixels']:.0f} megapixels, {result['tiles']} tiles): "
             f"{result['seconds']:.0f} s end to end, {result['megapixels_per_second']:.2f} megapixels/s, "
-            f"{result['nuclei']} nuclei; peak memory of the process {result['peak_memory_mb']:.0f} MB "
-            f"(of the largest nuclei worker: {result['worker_peak_memory_mb']:.0f} MB); "
+            f"{result['nuclei']} nuclei; peak memory of the main process {result['peak_memory_mb']:.0f} MB (the nuclei "
+            "workers, which hold no model, not counted); "
             f"the net's forward pass alone: {result['net_megapixels_per_second']:.2f} megapixels/s\n"
             + "seconds by stage (nuclei: summed over the nuclei workers, beside read and predict; wait: the pipeline idle "
             "for them): "
