@@ -14,7 +14,8 @@ from conftest import kill_after_first_checkpoint
 from nucseg.cli import main
 from nucseg.config import Config
 from nucseg.models.losses import masked_mean_squared_error
-from nucseg.postprocess.instances import instances_from_config, instances_from_distance
+from nucseg.postprocess.instances import instances_from_distance
+from nucseg.postprocess.kinds import instances_from_config
 from nucseg.data.weights import distance_target
 
 

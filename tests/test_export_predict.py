@@ -173,7 +173,7 @@ def test_evaluate_with_a_stain_reference_predicts_the_normalised_tiles(exported,
 
     from nucseg.data.stain import fit_reference, normalise
     from nucseg.inference.saved import model_config
-    from nucseg.postprocess.instances import foreground
+    from nucseg.postprocess.kinds import foreground
     from nucseg.inference.predict import load_predictor, predict_nucleus_map
     from nucseg.metrics import pixel_counts
 

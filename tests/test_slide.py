@@ -12,7 +12,7 @@ from scipy.spatial import cKDTree
 
 from nucseg.inference.baseline import hematoxylin
 from nucseg.config import Config
-from nucseg.postprocess.instances import instances_from_config
+from nucseg.postprocess.kinds import instances_from_config
 from nucseg.inference.predict import tile_starts
 from nucseg.inference.slide import SlideError, choose_level, run_slide, tile_cores
 

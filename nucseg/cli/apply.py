@@ -13,7 +13,7 @@ from nucseg.postprocess.kinds import kind_of
 def cmd_predict(args) -> int:
     from nucseg.data.dataset import read_image
     from nucseg.inference.objects import write_nuclei
-    from nucseg.postprocess.instances import foreground, instances_from_config
+    from nucseg.postprocess.kinds import foreground, instances_from_config
     from nucseg.inference.predict import check_tiling, output_names, predict_nucleus_map, write_prediction
     from nucseg.inference.resolution import predict_at_model_scale, scale_factor, tiff_mpp
 

@@ -105,7 +105,7 @@ def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, cor
 
 def batch_nuclei(plan: SlidePlan, config, cores_x: dict, cores_y: dict, map_name: str, group, images, maps) -> list[tuple]:
     """tile_nuclei of each tile of a predicted batch (what a nuclei worker runs)."""
-    from nucseg.postprocess.instances import instances_from_config
+    from nucseg.postprocess.kinds import instances_from_config
 
     return [tile_nuclei(instances_from_config(nucleus_map, config), image, nucleus_map, plan, tx, ty, cores_x[tx],
                         cores_y[ty], map_name) for (tx, ty), image, nucleus_map in zip(group, images, maps)]

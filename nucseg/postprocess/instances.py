@@ -121,17 +121,3 @@ def instances_from_distance(distance: np.ndarray, threshold: float = 0.5, h: flo
     ids, first = np.unique(markers.ravel(), return_index=True)  # one pixel of each maximum
     peaks = np.stack(np.unravel_index(first[ids > 0], mask.shape), axis=1)
     return _split(distance, mask, peaks, min_size)
-
-
-def foreground(nucleus_map: np.ndarray, config) -> np.ndarray:
-    """The pixels the net `config.arch` calls nucleus (its output kind's foreground)."""
-    from nucseg.postprocess.kinds import kind_of  # the kinds are built on this module's functions
-
-    return kind_of(config).foreground(nucleus_map, config)
-
-
-def instances_from_config(nucleus_map: np.ndarray, config) -> np.ndarray:
-    """Nuclei from the map of the net `config.arch` (its output kind's instances)."""
-    from nucseg.postprocess.kinds import kind_of
-
-    return kind_of(config).instances(nucleus_map, config)

@@ -118,3 +118,13 @@ def kind_named(name: str):
 def kind_of(config):
     """The kind of the net `config.arch`."""
     return KINDS[config.output_kind]
+
+
+def foreground(nucleus_map: np.ndarray, config) -> np.ndarray:
+    """The pixels the net `config.arch` calls nucleus (its output kind's foreground)."""
+    return kind_of(config).foreground(nucleus_map, config)
+
+
+def instances_from_config(nucleus_map: np.ndarray, config) -> np.ndarray:
+    """Nuclei from the map of the net `config.arch` (its output kind's instances)."""
+    return kind_of(config).instances(nucleus_map, config)
