@@ -82,6 +82,7 @@ def test_dist_config_post_processes_a_distance_map():
     assert labels.max() == 2
 
 
+@pytest.mark.slow
 def test_dist_fold_trains_resumes_exports_and_predicts_nuclei(glioma_path, tmp_path, monkeypatch, capsys):
     from nucseg.inference.saved import saved_config
     from nucseg.inference.predict import load_predictor, output_kind_of

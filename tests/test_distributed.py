@@ -15,6 +15,8 @@ from nucseg.config import Config
 from nucseg.study.lopo import run_fold, run_lopo
 from nucseg.study.results import read_folds
 
+pytestmark = pytest.mark.slow  # every test here starts Ray and trains folds
+
 PATIENTS = ["TCGA-DB-5270", "TCGA-DB-5275"]
 
 

@@ -197,6 +197,7 @@ def test_evaluate_with_a_stain_reference_predicts_the_normalised_tiles(exported,
         assert tiles.loc[model_rows[0], score] == pytest.approx(normalised[score], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_train_on_every_patient_exports_a_model_and_scores_nothing(glioma_path, tmp_path, capsys):
     out = tmp_path / "all"
     code = main(["train", "--data", str(glioma_path), "--arch", "pangnet", "--all-patients", "--profile", "quick",

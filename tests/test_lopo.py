@@ -16,6 +16,7 @@ def tiny(glioma_path, **changes):
     return Config.from_profile("quick", **{**values, **changes})
 
 
+@pytest.mark.slow
 def test_killed_mid_fold_and_rerun_gives_every_row_once(glioma_tiles, glioma_path, tmp_path, monkeypatch):
     config, out, patients = tiny(glioma_path), tmp_path / "run", PATIENTS[:2]
     original, calls = EpochCheckpoint.on_epoch_end, []
@@ -62,6 +63,7 @@ def test_another_configuration_in_a_run_folder_is_refused(glioma_tiles, glioma_p
         run_lopo(tiny(glioma_path, momentum=0.5), ["pangnet"], out, glioma_tiles, verbose=0)
 
 
+@pytest.mark.slow
 def test_grid_runs_the_protocol_per_setting(glioma_path, tmp_path):
     grid_file = tmp_path / "grid.yaml"
     grid_file.write_text("lr: [0.01, 0.1]\nmomentum: 0.9\n")

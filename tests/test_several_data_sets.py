@@ -190,6 +190,7 @@ def test_predict_with_no_model_path_uses_the_pretrained_model(glioma_tiles, tmp_
     assert 0.5 * glioma_tiles[0].n_nuclei < n < 2 * glioma_tiles[0].n_nuclei
 
 
+@pytest.mark.slow
 def test_evaluate_warns_that_the_pretrained_models_own_data_sets_are_in_sample(glioma_path, tmp_path, capsys):
     assert main(["evaluate", str(glioma_path), "--patients", "TCGA-DB-5270", "--out", str(tmp_path / "e")]) == 0
     assert "was trained on the data set tcga_glioma (all of its patients)" in capsys.readouterr().err

@@ -59,6 +59,7 @@ def test_another_configuration_in_the_same_folder_is_refused(trained_fold, gliom
         train_fold(fold_config(glioma_path, lr=0.2), glioma_tiles, HELD_OUT, trained_fold.out_dir, verbose=0)
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_if_never_killed(glioma_tiles, glioma_path, tmp_path, monkeypatch):
     config = fold_config(glioma_path, steps=60, steps_per_epoch=30, tune_postprocess=False)
     original = kill_after_first_checkpoint(monkeypatch)
@@ -90,6 +91,7 @@ def fit_again(config, glioma_tiles, out):
     return fit(config, [t for t in glioma_tiles if t.patient != HELD_OUT], out, verbose=0)
 
 
+@pytest.mark.slow
 def test_killed_in_the_middle_of_an_epoch_it_redoes_that_epoch_only(glioma_tiles, glioma_path, tmp_path, monkeypatch):
     config = fold_config(glioma_path, steps=60, steps_per_epoch=30, tune_postprocess=False)
     original = StopOnNaN.on_train_batch_end
