@@ -65,10 +65,10 @@ def kill_after_first_checkpoint(monkeypatch):
 HELD_OUT_PATIENT = "TCGA-DU-8165"
 
 
-def _small_fold(glioma_tiles, glioma_path, tmp_path_factory, worker_id: str, arch: str) -> Path:
+def _small_fold(glioma_tiles, glioma_path, session_folder: Path, arch: str) -> Path:
     """A fold trained once per test session, also when pytest-xdist's workers share the session:
-    then in the session's own folder (the workers' parent), under a lock; the worker that comes
-    second finds the fold done (train_fold skips a finished fold) and trains nothing."""
+    under a lock, the worker that comes second finds the fold done (train_fold skips a finished
+    fold) and trains nothing."""
     import fcntl
 
     from nucseg.config import Config
@@ -76,37 +76,37 @@ def _small_fold(glioma_tiles, glioma_path, tmp_path_factory, worker_id: str, arc
 
     config = Config.from_profile("quick", data=str(glioma_path), arch=arch, base_filters=8, unet_depth=2, steps=60,
                                  steps_per_epoch=30, crop=96, tune_postprocess=False)
-    session = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
-    with open(session / f"small_{arch}.lock", "w") as lock:
+    with open(session_folder / f"small_{arch}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return train_fold(config, glioma_tiles, HELD_OUT_PATIENT, session / f"small_{arch}", verbose=0).out_dir
+        return train_fold(config, glioma_tiles, HELD_OUT_PATIENT, session_folder / f"small_{arch}", verbose=0).out_dir
 
 
 @pytest.fixture(scope="session")
-def worker_id(request) -> str:
-    """pytest-xdist's worker name ("gw0", ...), "master" without it."""
-    return getattr(request.config, "workerinput", {}).get("workerid", "master")
+def session_folder(tmp_path_factory, worker_id) -> Path:
+    """A folder of this test session that pytest-xdist's workers share (`worker_id` is xdist's
+    fixture: "master" without workers; then the session's own folder)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
 
 
 @pytest.fixture(scope="session")
-def small_unet_fold(glioma_tiles, glioma_path, tmp_path_factory, worker_id) -> Path:
+def small_unet_fold(glioma_tiles, glioma_path, session_folder) -> Path:
     """One small U-Net fold (held out: HELD_OUT_PATIENT), trained once for the whole session and
     shared by the tests that need an exported model (.keras and SavedModel) and its config.json."""
-    return _small_fold(glioma_tiles, glioma_path, tmp_path_factory, worker_id, "unet")
+    return _small_fold(glioma_tiles, glioma_path, session_folder, "unet")
 
 
 @pytest.fixture(scope="session")
-def small_dist_fold(glioma_tiles, glioma_path, tmp_path_factory, worker_id) -> Path:
+def small_dist_fold(glioma_tiles, glioma_path, session_folder) -> Path:
     """The same for DIST."""
-    return _small_fold(glioma_tiles, glioma_path, tmp_path_factory, worker_id, "dist")
+    return _small_fold(glioma_tiles, glioma_path, session_folder, "dist")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def openvino_cache(tmp_path_factory, worker_id):
+def openvino_cache(session_folder):
     """OpenVINO's converted models go to a folder of the test session, not the user's ~/.cache;
     pytest-xdist's workers share it (a model is converted once; entries are renamed into place)."""
-    session = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
-    folder = session / "nucseg_cache"
+    folder = session_folder / "nucseg_cache"
     folder.mkdir(exist_ok=True)
     previous = os.environ.get("NUCSEG_CACHE")
     os.environ["NUCSEG_CACHE"] = str(folder)

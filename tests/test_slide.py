@@ -171,3 +171,9 @@ def test_nuclei_workers_in_processes_give_what_one_thread_gives(mosaic, tmp_path
     for name in ("nuclei.csv", "nuclei.geojson"):
         assert (tmp_path / "processes" / name).read_bytes() == (tmp_path / "thread" / name).read_bytes(), name
     assert timings["nuclei"] > 0  # measured in the workers and sent back
+
+
+def test_a_negative_number_of_nuclei_workers_is_refused(tmp_path):
+    with pytest.raises(SlideError, match="--nuclei-workers -1: 0 .one thread. or more"):
+        run_slide(pixelwise_predictor, Config(), tmp_path / "any.tif", tmp_path / "out", nuclei_workers=-1, verbose=0)
+    assert not (tmp_path / "out").exists()

@@ -141,6 +141,8 @@ def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int =
     check_tiling(tile, overlap)
     if batch_size < 1:
         raise SlideError(f"--batch-size {batch_size}: at least 1 tile per prediction")
+    if nuclei_workers is not None and nuclei_workers < 0:
+        raise SlideError(f"--nuclei-workers {nuclei_workers}: 0 (one thread) or more processes")
     out_dir = Path(out_dir)
     slide = open_slide(path)
     plan = plan_slide(slide, path, config, region, tile, overlap, mpp)
