@@ -177,3 +177,37 @@ def test_a_negative_number_of_nuclei_workers_is_refused(tmp_path):
     with pytest.raises(SlideError, match="--nuclei-workers -1: 0 .one thread. or more"):
         run_slide(pixelwise_predictor, Config(), tmp_path / "any.tif", tmp_path / "out", nuclei_workers=-1, verbose=0)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_label_image_holds_each_nucleus_of_the_table_with_its_id(mosaic, tmp_path):
+    import tifffile
+
+    slide = write_pyramid(tmp_path / "mosaic.tif", mosaic)
+    summary = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "out", tile=512, overlap=128, verbose=0,
+                        label_image=True)
+    labels = tifffile.imread(tmp_path / "out" / "labels.tif")
+    table = pd.read_csv(tmp_path / "out" / "nuclei.csv")
+    assert summary["label_image"] == "labels.tif" and labels.shape == mosaic.shape[:2] and labels.dtype == np.uint32
+    ids = np.arange(1, len(table) + 1)
+    assert set(np.unique(labels)) == {0, *ids.tolist()}
+    area = ndimage.sum_labels(np.ones_like(labels), labels, ids) * MPP**2
+    centre = np.asarray(ndimage.center_of_mass(np.ones_like(labels), labels, ids)) + 0.5
+    np.testing.assert_allclose(area, table["area_um2"], rtol=1e-6)  # every pixel of each nucleus, no more
+    np.testing.assert_allclose(centre[:, ::-1], table[["centroid_x", "centroid_y"]], atol=1e-3)
+
+
+def test_label_tiles_give_back_a_label_image_from_its_outlines(glioma_tiles):
+    from nucseg.inference.label_image import BAND, label_tiles
+    from nucseg.inference.objects import nucleus_outlines
+
+    quad = [[glioma_tiles[k].label[:512, :512] for k in row] for row in ((0, 1), (2, 3))]
+    foreground = np.block(quad)[:700, :600] > 0
+    # an outline is a nucleus's outer edge: pieces connected by their sides, holes filled (as nuclei are)
+    labels = ndimage.label(ndimage.binary_fill_holes(foreground))[0].astype(np.uint32)  # 700 x 600: cut bands, tiles
+    outlines = nucleus_outlines(np.asarray(labels))
+    in_order = sorted(outlines.items(), key=lambda item: min(y for _, y in item[1]))  # tile order with one band
+    tiles = list(label_tiles(in_order, 600, 700, tile_side=0))
+    per_row = -(-600 // BAND)
+    rebuilt = np.block([tiles[r * per_row : (r + 1) * per_row] for r in range(-(-700 // BAND))])[:700, :600]
+    assert labels.max() > 50
+    np.testing.assert_array_equal(rebuilt, labels)

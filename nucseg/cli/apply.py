@@ -89,7 +89,7 @@ def cmd_slide(args) -> int:
 
         options = {"tile": args.tile, "overlap": args.overlap, "batch_size": args.batch_size, "region": args.region,
                    "mpp": args.mpp, "gzip_geojson": args.gzip, "tta": args.tta, "precision": args.precision, "engine": args.engine,
-                   "nuclei_workers": args.nuclei_workers}
+                   "nuclei_workers": args.nuclei_workers, "label_image": args.label_image}
         run_slides_on_ray(args.model, [(p, Path(args.out) / n) for p, n in zip(args.slides, names)], options,
                           address=None if args.ray == "local" else args.ray)
         return 0
@@ -99,7 +99,7 @@ def cmd_slide(args) -> int:
         print(f"{path} -> {Path(args.out) / name}")
         summary = run_slide(predictor, config, path, Path(args.out) / name, tile=args.tile, overlap=args.overlap,
                             batch_size=args.batch_size, region=args.region, mpp=args.mpp, gzip_geojson=args.gzip,
-                            verbose=args.verbose, nuclei_workers=args.nuclei_workers)
+                            verbose=args.verbose, nuclei_workers=args.nuclei_workers, label_image=args.label_image)
         print(f"  {summary['nuclei']} nuclei in {summary['tiles']} tissue tiles ({summary['megapixels']} megapixels, "
               f"level {summary['level']}), {summary['seconds']} s; {summary['cut']} cut by a tile edge and dropped")
     return 0

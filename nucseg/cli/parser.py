@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_nuclei_workers(slide)
     slide.add_argument("--mpp", type=float, help="microns per pixel of the slide where its file does not say")
     slide.add_argument("--gzip", action="store_true", help="write nuclei.geojson.gz")
+    slide.add_argument("--label-image", action="store_true",
+                       help="also write labels.tif: the nuclei as a uint32 tiled TIFF of the region, ids as in nuclei.csv")
     slide.add_argument("--tta", action="store_true", help="average the 8 flips and rotations of each tile")
     add_precision(slide)
     slide.add_argument("--verbose", type=int, default=1, choices=[0, 1], help="1: a progress bar (default)")

@@ -5,9 +5,9 @@ for DIST, its distance map (one channel); `nucleus_channel` tells them apart by 
 channels, so a model needs nothing beside it to be used.
 
 Images up to `tile` pixels a side are padded (mirror) to a multiple of 32 and predicted in
-one go. Larger ones are cut into overlapping tiles, each predicted alone and blended with a
-weight that falls towards the tile edges, so memory stays bounded by the tile size and seams
-do not show.
+one go. Larger ones go through the large-image engine (`large.py`, as slides do): overlapping
+tiles, each pixel taken from the tile whose core holds it, so the net's memory stays bounded by
+the tile size and no tile edge is used.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import numpy as np
 from nucseg.config import PRECISIONS
 from nucseg.errors import InputError
 from nucseg.io import write_png_atomic
-from nucseg.models.blocks import MIN_STD_GREY_LEVELS
 from nucseg.models.nets import SIZE_MULTIPLE
-
-
+from nucseg.inference.large import is_blank, nucleus_channel, stitched_map
+from nucseg.inference.regions import ArrayRegion
 from nucseg.inference.tiles import tile_starts  # noqa: F401  (re-exported)
-from nucseg.models.loading import ModelLoadError  # noqa: E402  (re-exported: callers import it from here)
+from nucseg.models.loading import ModelLoadError  # noqa: F401  (re-exported: callers import it from here)
+
+__all__ = ["ModelLoadError", "is_blank", "nucleus_channel", "tile_starts"]  # re-exported
 
 
 def load_predictor(path: str | Path, precision: str = "float32", engine: str = "tensorflow"):
@@ -79,14 +80,6 @@ def _pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
     height, width = image.shape[:2]
     pad = ((0, -height % multiple), (0, -width % multiple), (0, 0))
     return np.pad(image, pad, mode="reflect" if min(height, width) > 1 else "edge")
-
-
-def _blend_window(size: int, overlap: int) -> np.ndarray:
-    ramp = np.ones(size, np.float32)
-    if overlap:
-        edge = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
-        ramp[:overlap], ramp[-overlap:] = edge, edge[::-1]
-    return np.outer(ramp, ramp)
 
 
 def check_tiling(tile: int, overlap: int) -> None:
@@ -143,27 +136,10 @@ def with_tta(predictor):
     return predict
 
 
-def nucleus_channel(output: np.ndarray) -> np.ndarray:
-    """(..., C) model output -> (...) nucleus map: channel 1 of two (probability) or the only one (distance)."""
-    channels = output.shape[-1]
-    if channels not in (1, 2):
-        raise ModelLoadError(f"the model outputs {channels} channels per pixel; nucseg's nets output 2 (background "
-                             "and nucleus probabilities) or 1 (DIST's distance map).")
-    return output[..., channels - 1]
-
-
 def output_kind_of(predictor) -> str:
     """"probability" or "distance": what a predictor outputs, asked of the predictor itself."""
     channels = np.asarray(predictor(np.zeros((1, 32, 32, 3), np.float32))).shape[-1]
     return "distance" if channels == 1 else "probability"
-
-
-def is_blank(image: np.ndarray) -> bool:
-    """True for an image with no contrast to speak of (every channel's standard deviation below
-    MIN_STD_GREY_LEVELS): white fill, glass, a flat colour. Such an image holds no nucleus; the net
-    is not asked (per-image standardisation would otherwise blow its noise up to nuclei)."""
-    pixels = np.asarray(image, np.float32).reshape(-1, image.shape[-1])
-    return bool(pixels.std(axis=0).max() < MIN_STD_GREY_LEVELS)
 
 
 def predict_nucleus_map(predictor, image: np.ndarray, tile: int = 512, overlap: int = 64, tta: bool = False) -> np.ndarray:
@@ -173,25 +149,12 @@ def predict_nucleus_map(predictor, image: np.ndarray, tile: int = 512, overlap: 
     if tta:
         predictor = with_tta(predictor)
     height, width = image.shape[:2]
-    image = image.astype(np.float32)
     if height <= tile and width <= tile:
         if is_blank(image):
             return np.zeros((height, width), np.float32)
-        return nucleus_channel(np.asarray(predictor(_pad_to_multiple(image, SIZE_MULTIPLE)[None])))[0, :height, :width]
-    padded = np.pad(image, ((0, max(tile - height, 0)), (0, max(tile - width, 0)), (0, 0)), mode="reflect")
-    total = np.zeros(padded.shape[:2], np.float32)
-    weights = np.zeros(padded.shape[:2], np.float32)
-    window = _blend_window(tile, overlap)
-    for y in tile_starts(padded.shape[0], tile, overlap):
-        for x in tile_starts(padded.shape[1], tile, overlap):
-            window_image = padded[y : y + tile, x : x + tile]
-            if is_blank(window_image):  # glass or white fill: no nucleus, whatever the net would make of it
-                nucleus_map = np.zeros((tile, tile), np.float32)
-            else:
-                nucleus_map = nucleus_channel(np.asarray(predictor(window_image[None])))[0]
-            total[y : y + tile, x : x + tile] += nucleus_map * window
-            weights[y : y + tile, x : x + tile] += window
-    return (total / weights)[:height, :width]
+        padded = _pad_to_multiple(image.astype(np.float32), SIZE_MULTIPLE)
+        return nucleus_channel(np.asarray(predictor(padded[None])))[0, :height, :width]
+    return stitched_map(ArrayRegion(image), tile, overlap, predictor)
 
 
 def write_prediction(nucleus_map: np.ndarray, mask: np.ndarray, out_dir: Path, stem: str,

@@ -3,7 +3,8 @@
 The slide is read at the pyramid level closest to the model's training resolution
 (`Config.mpp`) without being coarser, and resized to it where the level differs. Tissue is
 found on a low-resolution level; tiles without tissue are skipped. Tiles of `tile` pixels
-overlapping by `overlap` are predicted in batches and each one's nuclei are found alone.
+overlapping by `overlap` are read (`regions.SlideRegion`) and predicted in batches by the
+large-image engine (`large.py`, which `predict` uses too), and each one's nuclei are found alone.
 
 Which tile keeps a nucleus: see `nucseg.inference.tiles` (the tile whose core holds its centroid,
 unless it touches a tile edge there: then it is counted as `cut` in `slide.json`). The nuclei of
@@ -14,7 +15,7 @@ Resumable and bounded in memory: the tiles are processed in parts of `PART_TILES
 nuclei are written to `parts/NNNNN.json` (atomically) and a rerun skips the parts on disk. The
 outputs are then assembled from the parts in order, so a resumed run writes the same files as an
 uninterrupted one: `nuclei.geojson` (or `.geojson.gz`), `nuclei.csv`, `overview.png`,
-`slide.json`. Coordinates are level-0 pixels of the slide (QuPath's); areas in µm², perimeters in µm.
+`slide.json`, and on request `labels.tif` (`label_image.py`). Coordinates are level-0 pixels of the slide (QuPath's); areas in µm², perimeters in µm.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nucseg.errors import InputError
+from nucseg.inference.label_image import write_label_tiff
+from nucseg.inference.large import predicted_batches
+from nucseg.inference.regions import SlideError, SlideRegion, choose_level, open_slide, slide_mpp
 from nucseg.inference.tiles import SlidePlan, batch_nuclei, tile_cores, tile_starts, timed
 from nucseg.inference.tissue import tissue_mask
 from nucseg.postprocess.kinds import kind_of
@@ -40,43 +43,7 @@ from nucseg.io import save_with, write_json_atomic, write_png_atomic, write_text
 
 PART_TILES = 16
 OVERVIEW_SIDE = 2048
-
-
-class SlideError(InputError):
-    pass
-
-
-def open_slide(path: str | Path):
-    try:
-        import openslide
-    except ImportError as err:  # pragma: no cover - part of the install
-        raise SlideError("OpenSlide is missing: pip install openslide-python openslide-bin") from err
-    path = Path(path)
-    if not path.is_file():
-        raise SlideError(f"{path}: no such slide file")
-    try:
-        return openslide.OpenSlide(str(path))
-    except (openslide.OpenSlideError, openslide.OpenSlideUnsupportedFormatError) as err:
-        raise SlideError(f"{path}: OpenSlide cannot read it ({err or type(err).__name__}); formats it reads: "
-                         ".svs, .ndpi, .mrxs, .scn, .bif, .czi, .dcm and tiled pyramidal TIFF") from err
-
-
-def slide_mpp(slide, path, given: float | None = None) -> float:
-    """Microns per level-0 pixel: `given`, else the slide's openslide.mpp-x."""
-    if given:
-        return float(given)
-    value = slide.properties.get("openslide.mpp-x")
-    if not value:
-        raise SlideError(f"{path}: the slide does not say its resolution (no openslide.mpp-x); pass --mpp with its "
-                         "microns per pixel at full resolution (0.25 for a 40x scan, 0.5 for 20x)")
-    return float(value)
-
-
-def choose_level(downsamples, base_mpp: float, target_mpp: float) -> int:
-    """The coarsest level not coarser than target_mpp (5 % slack); level 0 where the slide is
-    coarser than the target even at full resolution (its tiles are then upsampled)."""
-    candidates = [i for i, d in enumerate(downsamples) if base_mpp * d <= target_mpp * 1.05] or [0]
-    return max(candidates, key=lambda i: downsamples[i])
+__all__ = ["SlideError", "choose_level", "tile_cores"]  # re-exported
 
 
 def plan_slide(slide, path, config, region=None, tile: int = 1024, overlap: int = 128, mpp: float | None = None) -> SlidePlan:
@@ -99,21 +66,6 @@ def plan_slide(slide, path, config, region=None, tile: int = 1024, overlap: int 
     return SlidePlan(str(path), region, level, to_level0, tile, overlap, tuple(tiles), width, height, config.mpp)
 
 
-def read_tile(slide, plan: SlidePlan, tx: int, ty: int) -> np.ndarray:
-    """The plan's tile (tx, ty) as RGB uint8 at the processing resolution, padded white past the region."""
-    from PIL import Image
-
-    x0, y0 = plan.region[0] + tx * plan.to_level0, plan.region[1] + ty * plan.to_level0
-    downsample = slide.level_downsamples[plan.level]
-    side = max(1, round(plan.tile * plan.to_level0 / downsample))
-    patch = slide.read_region((int(round(x0)), int(round(y0))), plan.level, (side, side))
-    rgba = np.asarray(patch.resize((plan.tile, plan.tile), Image.BILINEAR) if side != plan.tile else patch)
-    rgb = np.where(rgba[..., 3:] > 0, rgba[..., :3], 255).astype(np.uint8)  # outside the slide: transparent -> white
-    rgb[max(plan.height - ty, 0):, :] = 255
-    rgb[:, max(plan.width - tx, 0):] = 255
-    return rgb
-
-
 def default_nuclei_workers() -> int:
     """One nuclei worker per CPU this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -130,12 +82,13 @@ def nuclei_pool(workers: int):
 
 def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int = 128, batch_size: int = 2,
               region=None, mpp: float | None = None, gzip_geojson: bool = False, verbose: int = 1,
-              timings: dict | None = None, nuclei_workers: int | None = None) -> dict:
+              timings: dict | None = None, nuclei_workers: int | None = None, label_image: bool = False) -> dict:
     """Nuclei of a slide (or of a region of it) into out_dir; returns the summary (slide.json).
     `nuclei_workers`: processes that find the nuclei (default: one per CPU; 0: a thread).
     `timings`, where given, gets the seconds spent in each stage (read, predict, nuclei, wait,
     assemble): "nuclei" is the time the workers spent, beside reading and predicting; "wait" is
-    the time the pipeline stood waiting for them."""
+    the time the pipeline stood waiting for them. `label_image`: also write `labels.tif`
+    (see `nucseg.inference.label_image`)."""
     from nucseg.inference.predict import check_tiling
 
     check_tiling(tile, overlap)
@@ -169,6 +122,9 @@ def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int =
                 bar.update(done)
     assembling = time.perf_counter()
     summary = _assemble(slide, plan, out_dir, len(parts), gzip_geojson)
+    if label_image:
+        summary["label_image"] = write_label_tiff(out_dir / "labels.tif", _outlines(plan, out_dir, len(parts)), plan.width,
+                                                  plan.height, plan.mpp, plan.tile).name
     timings["assemble"] += time.perf_counter() - assembling
     summary["seconds"] = round(time.perf_counter() - start, 1)
     write_json_atomic(out_dir / "slide.json", summary)
@@ -180,8 +136,6 @@ def _part_nuclei(slide, plan: SlidePlan, part, predictor, batch_size: int, find_
     """The nuclei of a part's tiles (what parts/NNNNN.json holds), batch by batch: each batch's
     nuclei are found (`find_nuclei(group, images, maps)`) in `pool` while the next batches are
     read and predicted; at most `in_flight` batches wait there (memory stays bounded)."""
-    from nucseg.inference.predict import nucleus_channel
-
     found, pending = [], deque()
 
     def collect_oldest():
@@ -191,14 +145,7 @@ def _part_nuclei(slide, plan: SlidePlan, part, predictor, batch_size: int, find_
         timings["nuclei"] += seconds
         found.extend(result)
 
-    for first in range(0, len(part), batch_size):
-        group = part[first : first + batch_size]
-        start = time.perf_counter()
-        images = np.stack([read_tile(slide, plan, tx, ty) for tx, ty in group])
-        read = time.perf_counter()
-        maps = nucleus_channel(np.asarray(predictor(images.astype(np.float32))))
-        timings["read"] += read - start
-        timings["predict"] += time.perf_counter() - read
+    for group, images, maps in predicted_batches(SlideRegion(slide, plan), part, plan.tile, predictor, batch_size, timings):
         pending.append(pool.submit(find_nuclei, group, images, maps))
         while len(pending) >= in_flight:
             collect_oldest()
@@ -276,6 +223,15 @@ def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson:
     x, y, w, h = plan.region
     return {"slide": plan.slide, "region": [x, y, w, h], "level": plan.level, "mpp": plan.mpp,
             "tiles": len(plan.tiles), "nuclei": count, "cut": cut, "megapixels": round(w * h / 1e6, 2), "geojson": name}
+
+
+def _outlines(plan: SlidePlan, out_dir: Path, n_parts: int):
+    """(id, outline in processing pixels) of every nucleus of the parts, ids as `_assemble` gives them."""
+    count, scale, (x0, y0) = 0, plan.to_level0, plan.region[:2]
+    for number in range(n_parts):
+        for feature in json.loads((out_dir / "parts" / f"{number:05d}.json").read_text())["features"]:
+            count += 1
+            yield count, [[(px - x0) / scale, (py - y0) / scale] for px, py in feature["geometry"]["coordinates"][0]]
 
 
 def _overview_image(slide, region):
