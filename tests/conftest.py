@@ -5,6 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# pytest-xdist runs one worker per core (scripts/test.sh): each worker's TensorFlow, and oneDNN's
+# OpenMP, then get one thread, so that two workers do not fight over two cores. Set before
+# TensorFlow is imported; a notebook's kernel inherits it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 GLIOMA = Path(os.environ.get("NUCSEG_DATA", ROOT.parent / "shared" / "data" / "tcga_glioma"))
 

@@ -159,3 +159,13 @@ def test_the_learning_rate_decays_over_exactly_the_steps_trained(glioma_tiles, g
 def test_steps_that_are_not_whole_epochs_are_refused():
     with pytest.raises(ConfigError, match="steps=125 must be a multiple of steps_per_epoch=50"):
         Config.from_profile("quick", steps=125)
+
+
+@pytest.mark.parametrize("warmup_fraction, lr_schedule", [(0.1, "cosine"), (0.1, "constant"), (0.0, "cosine")])
+def test_the_schedule_gives_keras_cosine_decays_rates(warmup_fraction, lr_schedule):
+    config = Config.from_profile("quick", warmup_fraction=warmup_fraction, lr_schedule=lr_schedule)
+    ours = schedule_of(config, 100)
+    keras_own = keras.optimizers.schedules.CosineDecay(**ours.get_config())
+    steps = [0, 1, 5, 9, 10, 11, 50, 99, 100, 150]
+    np.testing.assert_array_equal([float(ours(s)) for s in steps], [float(keras_own(s)) for s in steps])
+    assert keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(ours)).get_config() == ours.get_config()

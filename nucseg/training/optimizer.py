@@ -17,16 +17,36 @@ from nucseg.config import Config
 from nucseg.postprocess.kinds import kind_of
 
 
+@keras.saving.register_keras_serializable(package="nucseg")
+class WarmupCosine(keras.optimizers.schedules.CosineDecay):
+    """Keras's CosineDecay, its warm-up and its cosine picked by a `where` instead of a `cond`:
+    the same rates (the same two functions of the step), cheaper to trace. Keras's decoupled
+    weight decay asks the schedule once per variable while the train step is traced, and each
+    `cond` traces two sub-graphs: in a small test fold, 5.5 of the 20 s spent tracing `fit`."""
+
+    def __call__(self, step):
+        from keras import ops
+
+        if self.warmup_target is None:
+            return super().__call__(step)
+        start = ops.convert_to_tensor(self.initial_learning_rate)
+        dtype = start.dtype
+        target, warmup = ops.cast(self.warmup_target, dtype), ops.cast(self.warmup_steps, dtype)
+        decay_steps = ops.cast(self.decay_steps, dtype)
+        step = ops.minimum(ops.cast(step, dtype), decay_steps + warmup)
+        warming = self._warmup_function(step, warmup, target, start)
+        decaying = self._decay_function(step - warmup, decay_steps, target, dtype)
+        return ops.where(step < warmup, warming, decaying)
+
+
 def schedule_of(config: Config, total_steps: int):
     """The learning rate over exactly `total_steps`: a linear warm-up, then cosine or constant."""
     warmup = int(config.warmup_fraction * total_steps)
     if config.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(0.0 if warmup else config.lr, decay_steps=total_steps - warmup,
-                                                      alpha=0.01, warmup_target=config.lr if warmup else None,
-                                                      warmup_steps=warmup)
+        return WarmupCosine(0.0 if warmup else config.lr, decay_steps=total_steps - warmup, alpha=0.01,
+                            warmup_target=config.lr if warmup else None, warmup_steps=warmup)
     if warmup:  # a cosine with alpha 1 is constant after its warm-up
-        return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=1, alpha=1.0, warmup_target=config.lr,
-                                                      warmup_steps=warmup)
+        return WarmupCosine(0.0, decay_steps=1, alpha=1.0, warmup_target=config.lr, warmup_steps=warmup)
     return config.lr
 
 
