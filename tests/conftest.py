@@ -16,6 +16,17 @@ ROOT = Path(__file__).resolve().parents[1]
 GLIOMA = Path(os.environ.get("NUCSEG_DATA", ROOT.parent / "shared" / "data" / "tcga_glioma"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Notebook 02 trains networks: it is `slow` too. The files with slow tests go first (a stable
+    sort: each file keeps its own order), so that pytest-xdist, run with --no-loadscope-reorder
+    (scripts/test.sh), starts the long files early and the short ones fill the end."""
+    for item in items:
+        if item.path.name == "02_lopo_training.ipynb":
+            item.add_marker(pytest.mark.slow)
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 @pytest.fixture(scope="session")
 def glioma_path() -> Path:
     if not (GLIOMA / "manifest.csv").is_file():

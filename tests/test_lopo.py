@@ -56,9 +56,17 @@ def test_killed_mid_fold_and_rerun_gives_every_row_once(glioma_tiles, glioma_pat
     pd.testing.assert_frame_equal(again, folds)
 
 
-def test_another_configuration_in_a_run_folder_is_refused(glioma_tiles, glioma_path, tmp_path):
+def test_another_configuration_in_a_run_folder_is_refused(glioma_tiles, glioma_path, tmp_path, monkeypatch):
+    import nucseg.study.lopo as lopo
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # the first run is stopped as its first fold starts: the folder is claimed
+
     out = tmp_path / "run"
-    run_lopo(tiny(glioma_path), ["pangnet"], out, glioma_tiles, val_patients=[PATIENTS[0]], verbose=0)
+    monkeypatch.setattr(lopo, "run_fold", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_lopo(tiny(glioma_path), ["pangnet"], out, glioma_tiles, val_patients=[PATIENTS[0]], verbose=0)
+    monkeypatch.undo()
     with pytest.raises(ConfigError, match="another configuration.*momentum.*new --out"):
         run_lopo(tiny(glioma_path, momentum=0.5), ["pangnet"], out, glioma_tiles, verbose=0)
 
