@@ -39,7 +39,9 @@ class Config:
     data: str | list = DEFAULT_DATA  # a data set folder, or a list of them (trained on together)
     dataset_weights: list | None = None  # with several data sets: how often each is drawn (None: evenly)
     crop: int = 256
-    mpp: float = 0.25  # microns per pixel of the training tiles (TNBC and the glioma tiles: 40x scans); slides are read at it
+    mpp: float = (
+        0.25  # microns per pixel of the training tiles (TNBC and the glioma tiles: 40x scans); slides are read at it
+    )
 
     # per-pixel weights (computed once per tile)
     class_balance: bool = True
@@ -134,8 +136,10 @@ class Config:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(f"{source}: unknown configuration field(s) {unknown} (renamed, or written by another "
-                              f"version of nucseg?); the fields are listed in nucseg/config.py")
+            raise ConfigError(
+                f"{source}: unknown configuration field(s) {unknown} (renamed, or written by another "
+                f"version of nucseg?); the fields are listed in nucseg/config.py"
+            )
         try:
             return cls(**values).validated()
         except ConfigError as err:
@@ -148,8 +152,10 @@ class Config:
         try:
             values = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ConfigError(f"{path}: not a readable configuration ({err}); it was cut short or edited by hand. "
-                              "Restore it from the run that wrote it, or remove the folder to start again.") from err
+            raise ConfigError(
+                f"{path}: not a readable configuration ({err}); it was cut short or edited by hand. "
+                "Restore it from the run that wrote it, or remove the folder to start again."
+            ) from err
         return cls.from_dict(values, source=str(path))
 
     def replace(self, **changes) -> Config:
@@ -166,8 +172,11 @@ class Config:
 
     def config_hash(self, ignore=("data",)) -> str:
         """Names what determines the results: every field but the data path (and `ignore`)."""
-        values = {k: v for k, v in self.to_dict().items()
-                  if k not in ignore and not (k in HASHED_ONLY_WHEN_SET and v == HASHED_ONLY_WHEN_SET[k])}
+        values = {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in ignore and not (k in HASHED_ONLY_WHEN_SET and v == HASHED_ONLY_WHEN_SET[k])
+        }
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
@@ -207,19 +216,34 @@ class Config:
         for name in ("border_sigma", "blur_sigma_max", "dist_lambda", "mpp"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}={getattr(self, name)} must be positive")
-        for name in ("border_weight", "elastic_sigma", "stain_jitter", "momentum", "weight_decay", "clip_norm",
-                     "brightness", "gamma",
-                     "rotate_max_degrees", "min_object_size", "watershed_min_distance", "dist_threshold"):
+        for name in (
+            "border_weight",
+            "elastic_sigma",
+            "stain_jitter",
+            "momentum",
+            "weight_decay",
+            "clip_norm",
+            "brightness",
+            "gamma",
+            "rotate_max_degrees",
+            "min_object_size",
+            "watershed_min_distance",
+            "dist_threshold",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)} must not be negative")
         if self.watershed_footprint < 1:
             problems.append(f"watershed_footprint={self.watershed_footprint} must be at least 1")
         if self.steps > self.steps_per_epoch and self.steps % self.steps_per_epoch:
-            problems.append(f"steps={self.steps} must be a multiple of steps_per_epoch={self.steps_per_epoch} (a "
-                            "checkpoint ends each epoch): round steps, or set steps_per_epoch to a divisor of it")
+            problems.append(
+                f"steps={self.steps} must be a multiple of steps_per_epoch={self.steps_per_epoch} (a "
+                "checkpoint ends each epoch): round steps, or set steps_per_epoch to a divisor of it"
+            )
         if self.dataset_weights is not None and len(self.dataset_weights) != len(self.data_paths):
-            problems.append(f"dataset_weights has {len(self.dataset_weights)} weights for {len(self.data_paths)} "
-                            "data set(s): give one per data set, in the order of --data")
+            problems.append(
+                f"dataset_weights has {len(self.dataset_weights)} weights for {len(self.data_paths)} "
+                "data set(s): give one per data set, in the order of --data"
+            )
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems))
         return self
@@ -235,18 +259,22 @@ class Config:
         for field in dataclasses.fields(self):
             value, default = getattr(self, field.name), field.default
             if field.name == "data":
-                ok = isinstance(value, str) or (isinstance(value, (list, tuple)) and len(value) > 0
-                                                and all(isinstance(v, str) for v in value))
+                ok = isinstance(value, str) or (
+                    isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(v, str) for v in value)
+                )
                 if not ok:
                     problems.append(f"data={value!r} must be a data set folder or a list of them")
                 continue
             if field.name == "dataset_weights":
-                ok = value is None or (isinstance(value, (list, tuple)) and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value)
-                    and sum(value) > 0)
+                ok = value is None or (
+                    isinstance(value, (list, tuple))
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value)
+                    and sum(value) > 0
+                )
                 if not ok:
-                    problems.append(f"dataset_weights={value!r} must be null (evenly) or a list of weights >= 0, "
-                                    "one per data set")
+                    problems.append(
+                        f"dataset_weights={value!r} must be null (evenly) or a list of weights >= 0, one per data set"
+                    )
                 continue
             if default is None:  # encoder_weights, init: None or a string
                 ok = value is None or isinstance(value, str)
@@ -260,7 +288,8 @@ class Config:
                 ok = isinstance(value, type(default))
             if not ok:
                 expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
-                    type(default), "a string or null")
+                    type(default), "a string or null"
+                )
                 problems.append(f"{field.name}={value!r} must be {expected}")
         return problems
 
@@ -297,7 +326,7 @@ PROFILES: dict[str, dict] = {
 
 
 def default_profile() -> str:
-    """"paper" where Keras sees a GPU, "quick" otherwise (what the notebooks start from)."""
+    """ "paper" where Keras sees a GPU, "quick" otherwise (what the notebooks start from)."""
     import keras
 
     try:

@@ -91,8 +91,14 @@ def _fold_task(fold_function, job, tiles, out_dir, cpus):
 class RayRunner:
     """Runs the study's folds as Ray tasks and reports each as it ends (see nucseg.study.lopo)."""
 
-    def __init__(self, address: str | None = None, cpus_per_fold: int = 1, max_retries: int = 3,
-                 num_cpus: int | None = None, fold_function=None):
+    def __init__(
+        self,
+        address: str | None = None,
+        cpus_per_fold: int = 1,
+        max_retries: int = 3,
+        num_cpus: int | None = None,
+        fold_function=None,
+    ):
         if cpus_per_fold < 1:
             raise InputError(f"--cpus-per-fold {cpus_per_fold}: a fold needs at least 1 CPU")
         self.address, self.cpus_per_fold, self.max_retries = address, cpus_per_fold, max_retries
@@ -112,10 +118,14 @@ class RayRunner:
         gpus = ray.cluster_resources().get("GPU", 0)
         task = ray.remote(**_task_resources(self.cpus_per_fold, gpus), max_retries=self.max_retries)(_fold_task)
         tiles_ref = ray.put(tiles)
-        pending = {task.remote(self.fold_function or run_fold, job, tiles_ref, str(out_dir), self.cpus_per_fold): job
-                   for job in jobs}
-        logger.info(f"ray: {len(jobs)} folds submitted to {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
-            f"{f' and {gpus:.0f} GPUs' if gpus else ''} ({self.cpus_per_fold} CPU per fold)")
+        pending = {
+            task.remote(self.fold_function or run_fold, job, tiles_ref, str(out_dir), self.cpus_per_fold): job
+            for job in jobs
+        }
+        logger.info(
+            f"ray: {len(jobs)} folds submitted to {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
+            f"{f' and {gpus:.0f} GPUs' if gpus else ''} ({self.cpus_per_fold} CPU per fold)"
+        )
         bar = _study_progress(len(jobs), verbose)
         finished = 0
         while pending:
@@ -157,8 +167,14 @@ def _slide_task(model_path, overrides, slide_path, out_dir, options, cpus):
     return run_slide(predictor, config, slide_path, out_dir, verbose=0, **options)
 
 
-def run_slides_on_ray(model_path, slides: list[tuple[str, Path]], options: dict, address: str | None = None,
-                      cpus_per_slide: int = 1, max_retries: int = 3) -> list[dict]:
+def run_slides_on_ray(
+    model_path,
+    slides: list[tuple[str, Path]],
+    options: dict,
+    address: str | None = None,
+    cpus_per_slide: int = 1,
+    max_retries: int = 3,
+) -> list[dict]:
     """One Ray task per slide (`slides`: (path, output folder) pairs), each writing its own folder
     as `nucseg slide` does; a lost worker's slide resumes from its last written part."""
     with ray_session(address) as ray:
@@ -168,8 +184,10 @@ def run_slides_on_ray(model_path, slides: list[tuple[str, Path]], options: dict,
 def _slides_on(ray, model_path, slides, options, cpus_per_slide, max_retries) -> list[dict]:
     gpus = ray.cluster_resources().get("GPU", 0)
     task = ray.remote(**_task_resources(cpus_per_slide, gpus), max_retries=max_retries)(_slide_task)
-    pending = {task.remote(str(model_path), {}, str(path), str(out), dict(options), cpus_per_slide): path
-               for path, out in slides}
+    pending = {
+        task.remote(str(model_path), {}, str(path), str(out), dict(options), cpus_per_slide): path
+        for path, out in slides
+    }
     summaries = []
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)

@@ -118,17 +118,22 @@ class RunLock:
                     raise FolderBusy(
                         f"{self.path.parent} is in use by another run ({owner.get('command', 'nucseg')}, PID "
                         f"{owner.get('pid')} on {owner.get('host')}): wait for it to end, or use another --out. "
-                        f"If that run is gone, remove {self.path}.") from None
+                        f"If that run is gone, remove {self.path}."
+                    ) from None
                 if self.log:
-                    self.log(f"note: {self.path.parent}: taking over the lock of a run that ended without releasing it "
-                             f"(PID {owner.get('pid') if owner else '?'})")
+                    self.log(
+                        f"note: {self.path.parent}: taking over the lock of a run that ended without releasing it "
+                        f"(PID {owner.get('pid') if owner else '?'})"
+                    )
                 self.path.unlink(missing_ok=True)
                 continue
             with os.fdopen(handle, "w") as file:
                 json.dump(me, file)
             self.held = True
             return self
-        raise FolderBusy(f"{self.path.parent}: could not take its lock {self.path}; remove it if no run uses the folder.")
+        raise FolderBusy(
+            f"{self.path.parent}: could not take its lock {self.path}; remove it if no run uses the folder."
+        )
 
     def _owner(self) -> dict | None:
         try:

@@ -84,8 +84,9 @@ def overlaps(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.n
     truth = _sequential(truth)
     predicted = _sequential(predicted)
     n_true, n_pred = truth.max(initial=0), predicted.max(initial=0)
-    joint = np.bincount((truth.ravel() * (n_pred + 1) + predicted.ravel()).astype(np.int64),
-                        minlength=(n_true + 1) * (n_pred + 1)).reshape(n_true + 1, n_pred + 1)
+    joint = np.bincount(
+        (truth.ravel() * (n_pred + 1) + predicted.ravel()).astype(np.int64), minlength=(n_true + 1) * (n_pred + 1)
+    ).reshape(n_true + 1, n_pred + 1)
     return joint[1:, 1:], joint[1:, :].sum(axis=1), joint[:, 1:].sum(axis=0)
 
 
@@ -114,8 +115,14 @@ def object_counts(predicted: np.ndarray, truth: np.ndarray) -> ObjectCounts:
         aji_union += int(union[i, j])
         used[j] = True
     aji_union += int(pred_area[~used].sum())
-    return ObjectCounts(matched, len(true_area) - matched, len(pred_area) - matched,
-                        float(iou[matches].sum()), aji_intersection, aji_union)
+    return ObjectCounts(
+        matched,
+        len(true_area) - matched,
+        len(pred_area) - matched,
+        float(iou[matches].sum()),
+        aji_intersection,
+        aji_union,
+    )
 
 
 def all_scores(pixels: PixelCounts, objects: ObjectCounts) -> dict[str, float]:

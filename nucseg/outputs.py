@@ -41,15 +41,19 @@ def check_out_folder(out: str | Path, images=(), data_folders=()) -> None:
         if image.is_dir():  # not an image: the command refuses it by name
             continue
         if target == image.resolve().parent:
-            raise InputError(f"--out {out} is the folder of the input {image}: outputs would be written beside it "
-                             "(and over its label, if it has one). Choose an --out folder of its own.")
+            raise InputError(
+                f"--out {out} is the folder of the input {image}: outputs would be written beside it "
+                "(and over its label, if it has one). Choose an --out folder of its own."
+            )
         root = data_set_of(image)
         if root is not None:
             data_folders = [*data_folders, root]
     for folder in map(Path, data_folders):
         resolved = folder.resolve()
         if _inside(target, resolved):
-            raise InputError(f"--out {out} is inside the data set {folder}: predictions there could replace or pass "
-                             "for its ground truth. Choose an --out folder outside it.")
+            raise InputError(
+                f"--out {out} is inside the data set {folder}: predictions there could replace or pass "
+                "for its ground truth. Choose an --out folder outside it."
+            )
         if _inside(resolved, target):
             raise InputError(f"--out {out} holds the data set {folder}: choose an --out folder that holds no input.")

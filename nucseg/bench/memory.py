@@ -70,11 +70,13 @@ def bench_training_memory(tiles: list[Tile], config, big_side: int = 6000, batch
 
 
 def format_memory(result: dict) -> str:
-    return "\n".join([
-        f"{result['tiles']} tiles, the largest {result['largest_tile']}: {result['pixels_mpx']:.1f} megapixels",
-        f"training stack: {result['pieces']} pieces, {result['stack_mb']:.0f} MB "
-        f"(padding every tile to the largest would take {result['padded_to_largest_mb']:.0f} MB)",
-        f"prepared in {result['prepare_seconds']:.1f} s; {result['seconds_per_batch'] * 1000:.0f} ms per batch",
-        f"peak memory of the process: {result['peak_rss_mb']:.0f} MB "
-        f"({result['peak_rss_before_mb']:.0f} MB before the stack was made)",
-    ])
+    return "\n".join(
+        [
+            f"{result['tiles']} tiles, the largest {result['largest_tile']}: {result['pixels_mpx']:.1f} megapixels",
+            f"training stack: {result['pieces']} pieces, {result['stack_mb']:.0f} MB "
+            f"(padding every tile to the largest would take {result['padded_to_largest_mb']:.0f} MB)",
+            f"prepared in {result['prepare_seconds']:.1f} s; {result['seconds_per_batch'] * 1000:.0f} ms per batch",
+            f"peak memory of the process: {result['peak_rss_mb']:.0f} MB "
+            f"({result['peak_rss_before_mb']:.0f} MB before the stack was made)",
+        ]
+    )

@@ -38,8 +38,15 @@ def gmac_per_megapixel(model: keras.Model, side: int = 512) -> float:
     fixed = keras.models.clone_model(model, input_tensors=keras.Input((side, side, 3)))
     macs = 0
     for layer in fixed.layers:
-        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.SeparableConv2D,
-                                  keras.layers.DepthwiseConv2D)):
+        if not isinstance(
+            layer,
+            (
+                keras.layers.Conv2D,
+                keras.layers.Conv2DTranspose,
+                keras.layers.SeparableConv2D,
+                keras.layers.DepthwiseConv2D,
+            ),
+        ):
             continue
         kh, kw = layer.kernel_size
         c_in = layer.input.shape[-1]
@@ -66,8 +73,15 @@ def bench_model(config: Config, steps: int) -> ModelBenchmark:
     model.predict_on_batch(tile)
     start = time.perf_counter()
     model.predict_on_batch(tile)
-    return ModelBenchmark(config.arch, keras.backend.backend(), model.count_params(), gmac_per_megapixel(model), per_step,
-                          config.batch_size / per_step, time.perf_counter() - start)
+    return ModelBenchmark(
+        config.arch,
+        keras.backend.backend(),
+        model.count_params(),
+        gmac_per_megapixel(model),
+        per_step,
+        config.batch_size / per_step,
+        time.perf_counter() - start,
+    )
 
 
 def bench_models(config: Config, archs, steps: int) -> list[ModelBenchmark]:
@@ -75,8 +89,13 @@ def bench_models(config: Config, archs, steps: int) -> list[ModelBenchmark]:
 
 
 def format_model_benchmarks(results: list[ModelBenchmark]) -> str:
-    lines = ["| net | backend | parameters | GMAC/megapixel | s/step | samples/s | predict 512x512 (s) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r.arch} | {r.backend} | {r.parameters:,} | {r.gmac_per_megapixel:.1f} | {r.seconds_per_step:.3f} | "
-              f"{r.samples_per_second:.1f} | {r.predict_512_seconds:.3f} |" for r in results]
+    lines = [
+        "| net | backend | parameters | GMAC/megapixel | s/step | samples/s | predict 512x512 (s) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.arch} | {r.backend} | {r.parameters:,} | {r.gmac_per_megapixel:.1f} | {r.seconds_per_step:.3f} | "
+        f"{r.samples_per_second:.1f} | {r.predict_512_seconds:.3f} |"
+        for r in results
+    ]
     return "\n".join(lines)

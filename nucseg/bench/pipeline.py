@@ -57,15 +57,22 @@ def elasticdeform_dataset(stack: TileStack, config) -> tf.data.Dataset:
         k = int(rng.integers(4))
         image, target, weight = (np.rot90(a, k) for a in (image, target, weight))
         image, target, weight = elasticdeform.deform_random_grid(
-            [image, target, weight], sigma=config.elastic_sigma, points=config.elastic_points,
-            order=[1, 0, 0], axis=[(0, 1)] * 3, rotate=float(rng.uniform(-180, 180)),
+            [image, target, weight],
+            sigma=config.elastic_sigma,
+            points=config.elastic_points,
+            order=[1, 0, 0],
+            axis=[(0, 1)] * 3,
+            rotate=float(rng.uniform(-180, 180)),
         )
         return image.astype(np.float32), target.astype(np.int32), weight.astype(np.float32)
 
     def sample(index):
         image, target, weight = tf.numpy_function(deform, [index], (tf.float32, tf.int32, tf.float32))
-        return (tf.ensure_shape(image, [config.crop, config.crop, 3]), tf.ensure_shape(target, [config.crop] * 2),
-                tf.ensure_shape(weight, [config.crop] * 2))
+        return (
+            tf.ensure_shape(image, [config.crop, config.crop, 3]),
+            tf.ensure_shape(target, [config.crop] * 2),
+            tf.ensure_shape(weight, [config.crop] * 2),
+        )
 
     samples = tf.data.Dataset.range(np.iinfo(np.int64).max).map(sample, num_parallel_calls=tf.data.AUTOTUNE)
     return samples.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
@@ -96,6 +103,8 @@ def format_throughputs(results: list[Throughput], crop: int) -> str:
     lines = [f"| pipeline ({crop}x{crop} samples) | samples/s | per core |", "|---|---:|---:|"]
     lines += [f"| {r.name} | {r.samples_per_second:.0f} | {r.per_core:.0f} |" for r in results]
     reference = next(r for r in results if r.name.startswith("elasticdeform"))
-    lines.append(f"\nnucseg / elasticdeform: {results[0].samples_per_second / reference.samples_per_second:.1f}x "
-                 f"on {results[0].cores} cores")
+    lines.append(
+        f"\nnucseg / elasticdeform: {results[0].samples_per_second / reference.samples_per_second:.1f}x "
+        f"on {results[0].cores} cores"
+    )
     return "\n".join(lines)

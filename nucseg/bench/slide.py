@@ -44,14 +44,31 @@ def write_mosaic_slide(path: Path, tiles, side: int, mpp: float = 0.25, levels: 
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
         for level in range(levels):
             size = -(-side // 2**level)
-            tif.write(level_tiles(level), shape=(size, size, 3), dtype=np.uint8, tile=(TIFF_TILE, TIFF_TILE),
-                      photometric="rgb", compression="zlib", subfiletype=0 if level == 0 else 1,
-                      resolution=(1e4 / mpp / 2**level,) * 2, resolutionunit="CENTIMETER")
+            tif.write(
+                level_tiles(level),
+                shape=(size, size, 3),
+                dtype=np.uint8,
+                tile=(TIFF_TILE, TIFF_TILE),
+                photometric="rgb",
+                compression="zlib",
+                subfiletype=0 if level == 0 else 1,
+                resolution=(1e4 / mpp / 2**level,) * 2,
+                resolutionunit="CENTIMETER",
+            )
     return path
 
 
-def bench_slide(predictor, config, tiles, work_dir: Path, side: int, tile: int, overlap: int, batch_size: int,
-                nuclei_workers: int | None = None) -> dict:
+def bench_slide(
+    predictor,
+    config,
+    tiles,
+    work_dir: Path,
+    side: int,
+    tile: int,
+    overlap: int,
+    batch_size: int,
+    nuclei_workers: int | None = None,
+) -> dict:
     from nucseg.inference.slide import run_slide
 
     work_dir = Path(work_dir)
@@ -65,14 +82,32 @@ def bench_slide(predictor, config, tiles, work_dir: Path, side: int, tile: int, 
 
         shutil.rmtree(out)
     start, timings = time.perf_counter(), {}
-    summary = run_slide(predictor, config, slide, out, tile=tile, overlap=overlap, batch_size=batch_size, verbose=1,
-                        timings=timings, nuclei_workers=nuclei_workers)
+    summary = run_slide(
+        predictor,
+        config,
+        slide,
+        out,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        verbose=1,
+        timings=timings,
+        nuclei_workers=nuclei_workers,
+    )
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"side": side, "megapixels": side * side / 1e6, "seconds": seconds, "megapixels_per_second": side * side / 1e6 / seconds,
-            "nuclei": summary["nuclei"], "tiles": summary["tiles"], "peak_memory_mb": peak_mb,
-            "nuclei_workers": nuclei_workers, "stages": timings,
-            "net_megapixels_per_second": net_speed(predictor, tiles, tile, batch_size)}
+    return {
+        "side": side,
+        "megapixels": side * side / 1e6,
+        "seconds": seconds,
+        "megapixels_per_second": side * side / 1e6 / seconds,
+        "nuclei": summary["nuclei"],
+        "tiles": summary["tiles"],
+        "peak_memory_mb": peak_mb,
+        "nuclei_workers": nuclei_workers,
+        "stages": timings,
+        "net_megapixels_per_second": net_speed(predictor, tiles, tile, batch_size),
+    }
 
 
 def net_speed(predictor, tiles, tile: int, batch_size: int, repeats: int = 2) -> float:
@@ -87,11 +122,12 @@ def net_speed(predictor, tiles, tile: int, batch_size: int, repeats: int = 2) ->
 
 
 def format_slide_benchmark(result: dict) -> str:
-    return (f"slide {result['side']} x {result['side']} ({result['megapixels']:.0f} megapixels, {result['tiles']} tiles): "
-            f"{result['seconds']:.0f} s end to end, {result['megapixels_per_second']:.2f} megapixels/s, "
-            f"{result['nuclei']} nuclei; peak memory of the main process {result['peak_memory_mb']:.0f} MB (the nuclei "
-            "workers, which hold no model, not counted); "
-            f"the net's forward pass alone: {result['net_megapixels_per_second']:.2f} megapixels/s\n"
-            + "seconds by stage (nuclei: summed over the nuclei workers, beside read and predict; wait: the pipeline idle "
-            "for them): "
-            + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in result["stages"].items()))
+    return (
+        f"slide {result['side']} x {result['side']} ({result['megapixels']:.0f} megapixels, {result['tiles']} tiles): "
+        f"{result['seconds']:.0f} s end to end, {result['megapixels_per_second']:.2f} megapixels/s, "
+        f"{result['nuclei']} nuclei; peak memory of the main process {result['peak_memory_mb']:.0f} MB (the nuclei "
+        "workers, which hold no model, not counted); "
+        f"the net's forward pass alone: {result['net_megapixels_per_second']:.2f} megapixels/s\n"
+        + "seconds by stage (nuclei: summed over the nuclei workers, beside read and predict; wait: the pipeline idle "
+        "for them): " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in result["stages"].items())
+    )

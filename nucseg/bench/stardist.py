@@ -23,8 +23,10 @@ def import_stardist():
     try:
         from stardist.models import Config2D, StarDist2D
     except ImportError as err:
-        raise SystemExit("StarDist is not installed: .venv/bin/pip install -e '.[stardist]' (csbdeep, numba; "
-                         "it runs on the same TensorFlow)") from err
+        raise SystemExit(
+            "StarDist is not installed: .venv/bin/pip install -e '.[stardist]' (csbdeep, numba; "
+            "it runs on the same TensorFlow)"
+        ) from err
     return Config2D, StarDist2D
 
 
@@ -86,14 +88,26 @@ def bench_stardist_fold(tiles, held_out: str, out_dir: Path, seconds: float, ste
     validation_patient = sorted({t.patient for t in train})[0]
     fit = [t for t in train if t.patient != validation_patient]
     val = [t for t in train if t.patient == validation_patient]
-    config = Config2D(n_rays=32, grid=(2, 2), n_channel_in=3, train_patch_size=(128, 128), train_batch_size=4,
-                      train_steps_per_epoch=steps_per_epoch, train_epochs=10_000)
+    config = Config2D(
+        n_rays=32,
+        grid=(2, 2),
+        n_channel_in=3,
+        train_patch_size=(128, 128),
+        train_batch_size=4,
+        train_steps_per_epoch=steps_per_epoch,
+        train_epochs=10_000,
+    )
     model = StarDist2D(config, name=held_out, basedir=str(out_dir))
     model.prepare_for_training()
     model.callbacks.append(_time_limit(seconds * 0.75))  # the rest: thresholds and prediction
-    model.train([_normalise(t.image) for t in fit], [fill_label_holes(t.label) for t in fit],
-                validation_data=([_normalise(t.image) for t in val], [fill_label_holes(t.label) for t in val]),
-                augmenter=_augmenter(0), epochs=10_000, steps_per_epoch=steps_per_epoch)
+    model.train(
+        [_normalise(t.image) for t in fit],
+        [fill_label_holes(t.label) for t in fit],
+        validation_data=([_normalise(t.image) for t in val], [fill_label_holes(t.label) for t in val]),
+        augmenter=_augmenter(0),
+        epochs=10_000,
+        steps_per_epoch=steps_per_epoch,
+    )
     trained = time.perf_counter() - start
     epochs = len(model.keras_model.history.epoch) if model.keras_model.history else 0
     model.optimize_thresholds([_normalise(t.image) for t in val], [fill_label_holes(t.label) for t in val])
@@ -102,13 +116,28 @@ def bench_stardist_fold(tiles, held_out: str, out_dir: Path, seconds: float, ste
         labels = model.predict_instances(_normalise(tile.image))[0]
         pixels = pixels + pixel_counts(labels > 0, tile.label)
         objects = objects + object_counts(labels, tile.label)
-    return {"method": "stardist", "val_patient": held_out, **all_scores(pixels, objects),
-            "steps": epochs * steps_per_epoch, "train_seconds": round(trained, 1),
-            "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        "method": "stardist",
+        "val_patient": held_out,
+        **all_scores(pixels, objects),
+        "steps": epochs * steps_per_epoch,
+        "train_seconds": round(trained, 1),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
-def predict_speed(model_dir: Path, tiles, predictor, config, work_dir: Path, side: int, repeats: int = 3,
-                  tile: int = 1024, overlap: int = 128, nuclei_workers: int | None = None) -> list[dict]:
+def predict_speed(
+    model_dir: Path,
+    tiles,
+    predictor,
+    config,
+    work_dir: Path,
+    side: int,
+    repeats: int = 3,
+    tile: int = 1024,
+    overlap: int = 128,
+    nuclei_workers: int | None = None,
+) -> list[dict]:
     """Megapixels per second of StarDist's own large-image prediction (`predict_instances` with
     `n_tiles`: its net on tiles, then its non-maximum suppression of the star polygons) and of
     nucseg's slide route (read, predict, nuclei, write), side by side on the same side x side
@@ -139,12 +168,21 @@ def predict_speed(model_dir: Path, tiles, predictor, config, work_dir: Path, sid
 
             shutil.rmtree(out)
         start = time.perf_counter()
-        summary = run_slide(predictor, config, slide, out, tile=tile, overlap=overlap, verbose=0,
-                            nuclei_workers=nuclei_workers)
+        summary = run_slide(
+            predictor, config, slide, out, tile=tile, overlap=overlap, verbose=0, nuclei_workers=nuclei_workers
+        )
         nucseg_seconds = time.perf_counter() - start
-        rows.append({"repeat": repeat, "megapixels": megapixels,
-                     "stardist_seconds": stardist_seconds, "stardist_megapixels_per_second": megapixels / stardist_seconds,
-                     "stardist_nuclei": int(labels.max()),
-                     "nucseg_seconds": nucseg_seconds, "nucseg_megapixels_per_second": megapixels / nucseg_seconds,
-                     "nucseg_nuclei": summary["nuclei"], "ratio": stardist_seconds / nucseg_seconds})
+        rows.append(
+            {
+                "repeat": repeat,
+                "megapixels": megapixels,
+                "stardist_seconds": stardist_seconds,
+                "stardist_megapixels_per_second": megapixels / stardist_seconds,
+                "stardist_nuclei": int(labels.max()),
+                "nucseg_seconds": nucseg_seconds,
+                "nucseg_megapixels_per_second": megapixels / nucseg_seconds,
+                "nucseg_nuclei": summary["nuclei"],
+                "ratio": stardist_seconds / nucseg_seconds,
+            }
+        )
     return rows

@@ -21,9 +21,17 @@ def cmd_predict(args) -> int:
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise InputError(f"--threshold {args.threshold}: a probability threshold is between 0 and 1.")
     names = output_names(args.images)
-    predictor, config = model_and_config(args.model, {"threshold": args.threshold, "min_object_size": args.min_size,
-                                                       "dist_threshold": args.dist_threshold, "dist_lambda": args.dist_lambda},
-                                          precision=args.precision, engine=args.engine)
+    predictor, config = model_and_config(
+        args.model,
+        {
+            "threshold": args.threshold,
+            "min_object_size": args.min_size,
+            "dist_threshold": args.dist_threshold,
+            "dist_lambda": args.dist_lambda,
+        },
+        precision=args.precision,
+        engine=args.engine,
+    )
     stain_normalised = stain_normaliser(args.stain_reference)
     if args.mpp is not None and not 0 < args.mpp < 100:
         raise InputError(f"--mpp {args.mpp}: microns per pixel of the images (40x scans: about 0.25, 20x: 0.5)")
@@ -32,17 +40,27 @@ def cmd_predict(args) -> int:
         image = read_image(path)
         factor = scale_factor(args.mpp or tiff_mpp(path), config.mpp)
         nucleus_map, labels = predict_at_model_scale(
-            lambda im: predict_nucleus_map(predictor, stain_normalised(im), tile=args.tile, overlap=args.overlap,
-                                           tta=args.tta),
-            lambda m: instances_from_config(m, config), image, factor)
-        map_png, mask_png = write_prediction(nucleus_map, foreground(nucleus_map, config), out, name, config.output_kind)
+            lambda im: predict_nucleus_map(
+                predictor, stain_normalised(im), tile=args.tile, overlap=args.overlap, tta=args.tta
+            ),
+            lambda m: instances_from_config(m, config),
+            image,
+            factor,
+        )
+        map_png, mask_png = write_prediction(
+            nucleus_map, foreground(nucleus_map, config), out, name, config.output_kind
+        )
         if factor != 1.0:
-            print(f"{path}: resampled x{factor:.3g} to the model's {config.mpp} µm per pixel, nuclei mapped back",
-                  file=sys.stderr)
+            print(
+                f"{path}: resampled x{factor:.3g} to the model's {config.mpp} µm per pixel, nuclei mapped back",
+                file=sys.stderr,
+            )
         map_name = kind_of(config).map_column
         written = write_nuclei(labels, image, nucleus_map, out, name, map_name)
-        print(f"{path}: {int(labels.max())} nuclei -> {map_png.name}, {mask_png.name}, "
-              f"{written['label'].name}, {written['geojson'].name}, {written['table'].name}")
+        print(
+            f"{path}: {int(labels.max())} nuclei -> {map_png.name}, {mask_png.name}, "
+            f"{written['label'].name}, {written['geojson'].name}, {written['table'].name}"
+        )
     return 0
 
 
@@ -59,18 +77,28 @@ def cmd_evaluate(args) -> int:
     if args.mpp is not None and not 0 < args.mpp < 100:
         raise InputError(f"--mpp {args.mpp}: microns per pixel of the tiles (40x scans: about 0.25, 20x: 0.5)")
     tiles = only_patients(load_dataset(args.data, mpp=config.mpp, source_mpp=args.mpp), args.patients, args.data)
-    name = Path(args.model).resolve().parent.name if Path(args.model).name in ("model.keras", "saved_model") else Path(args.model).stem
+    name = (
+        Path(args.model).resolve().parent.name
+        if Path(args.model).name in ("model.keras", "saved_model")
+        else Path(args.model).stem
+    )
     name = f"{config.arch} ({name}){' + Macenko' if args.stain_reference else ''}{' + TTA' if args.tta else ''}"
-    methods = {name: (lambda image: predict_nucleus_map(predictor, stain_normalised(image), tta=args.tta), config),
-               BASELINE_NAME: baseline_method(config)}
+    methods = {
+        name: (lambda image: predict_nucleus_map(predictor, stain_normalised(image), tta=args.tta), config),
+        BASELINE_NAME: baseline_method(config),
+    }
     warn_in_sample(args.model, args.data, tiles)
     tile_table, patient_table = evaluate_methods(methods, tiles)
     summary = summarize_folds(patient_table)
     out = Path(args.out)
     write_text_atomic(out / "tiles.csv", tile_table.to_csv(index=False))
     named = {"arch": "method", "val_patient": "patient"}
-    write_text_atomic(out / "patients.csv", patient_table.drop(columns=["flags", "steps"]).rename(columns=named).to_csv(index=False))
-    write_text_atomic(out / "summary.csv", summary.drop(columns=["flagged", "steps"]).rename(columns=named).to_csv(index=False))
+    write_text_atomic(
+        out / "patients.csv", patient_table.drop(columns=["flags", "steps"]).rename(columns=named).to_csv(index=False)
+    )
+    write_text_atomic(
+        out / "summary.csv", summary.drop(columns=["flagged", "steps"]).rename(columns=named).to_csv(index=False)
+    )
     markdown = summary_markdown(summary)
     write_text_atomic(out / "summary.md", markdown)
     chosen = kind_of(config).describe_postprocess(config)
@@ -87,19 +115,47 @@ def cmd_slide(args) -> int:
     if args.ray is not None:
         from nucseg.distributed import run_slides_on_ray
 
-        options = {"tile": args.tile, "overlap": args.overlap, "batch_size": args.batch_size, "region": args.region,
-                   "mpp": args.mpp, "gzip_geojson": args.gzip, "tta": args.tta, "precision": args.precision, "engine": args.engine,
-                   "nuclei_workers": args.nuclei_workers, "label_image": args.label_image}
-        run_slides_on_ray(args.model, [(p, Path(args.out) / n) for p, n in zip(args.slides, names)], options,
-                          address=None if args.ray == "local" else args.ray)
+        options = {
+            "tile": args.tile,
+            "overlap": args.overlap,
+            "batch_size": args.batch_size,
+            "region": args.region,
+            "mpp": args.mpp,
+            "gzip_geojson": args.gzip,
+            "tta": args.tta,
+            "precision": args.precision,
+            "engine": args.engine,
+            "nuclei_workers": args.nuclei_workers,
+            "label_image": args.label_image,
+        }
+        run_slides_on_ray(
+            args.model,
+            [(p, Path(args.out) / n) for p, n in zip(args.slides, names)],
+            options,
+            address=None if args.ray == "local" else args.ray,
+        )
         return 0
     predictor, config = model_and_config(args.model, precision=args.precision, engine=args.engine)
     predictor = with_tta(predictor) if args.tta else predictor
     for path, name in zip(args.slides, names):
         print(f"{path} -> {Path(args.out) / name}")
-        summary = run_slide(predictor, config, path, Path(args.out) / name, tile=args.tile, overlap=args.overlap,
-                            batch_size=args.batch_size, region=args.region, mpp=args.mpp, gzip_geojson=args.gzip,
-                            verbose=args.verbose, nuclei_workers=args.nuclei_workers, label_image=args.label_image)
-        print(f"  {summary['nuclei']} nuclei in {summary['tiles']} tissue tiles ({summary['megapixels']} megapixels, "
-              f"level {summary['level']}), {summary['seconds']} s; {summary['cut']} cut by a tile edge and dropped")
+        summary = run_slide(
+            predictor,
+            config,
+            path,
+            Path(args.out) / name,
+            tile=args.tile,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+            region=args.region,
+            mpp=args.mpp,
+            gzip_geojson=args.gzip,
+            verbose=args.verbose,
+            nuclei_workers=args.nuclei_workers,
+            label_image=args.label_image,
+        )
+        print(
+            f"  {summary['nuclei']} nuclei in {summary['tiles']} tissue tiles ({summary['megapixels']} megapixels, "
+            f"level {summary['level']}), {summary['seconds']} s; {summary['cut']} cut by a tile edge and dropped"
+        )
     return 0

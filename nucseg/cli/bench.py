@@ -25,7 +25,9 @@ def cmd_bench_memory(args) -> int:
     from nucseg.data.dataset import load_dataset
 
     config = config_from_args(args)
-    print(format_memory(bench_training_memory(load_dataset(config.data, mpp=config.mpp), config, big_side=args.big_side)))
+    print(
+        format_memory(bench_training_memory(load_dataset(config.data, mpp=config.mpp), config, big_side=args.big_side))
+    )
     return 0
 
 
@@ -37,8 +39,21 @@ def cmd_bench_slide(args) -> int:
     tiles = load_dataset(resolve_data_path(args.data))
     from nucseg.inference.engines import cpu_summary
 
-    print(format_slide_benchmark(bench_slide(predictor, config, tiles, Path(args.work), args.side, args.tile, args.overlap,
-                                             args.batch_size, args.nuclei_workers)))
+    print(
+        format_slide_benchmark(
+            bench_slide(
+                predictor,
+                config,
+                tiles,
+                Path(args.work),
+                args.side,
+                args.tile,
+                args.overlap,
+                args.batch_size,
+                args.nuclei_workers,
+            )
+        )
+    )
     print(f"CPU: {cpu_summary()}")
     return 0
 
@@ -60,8 +75,10 @@ def cmd_bench_stardist(args) -> int:
     rows = pd.read_csv(table).to_dict("records") if table.is_file() else []
     budgets = {row.get("budget_seconds") for row in rows if pd.notna(row.get("budget_seconds"))} - {args.seconds}
     if budgets:  # a table of folds given other times would compare nothing
-        raise InputError(f"{table} holds folds run with --seconds {', '.join(f'{b:g}' for b in sorted(budgets))}, "
-                         f"not {args.seconds:g}: rerun with that --seconds to resume, or use a new --out")
+        raise InputError(
+            f"{table} holds folds run with --seconds {', '.join(f'{b:g}' for b in sorted(budgets))}, "
+            f"not {args.seconds:g}: rerun with that --seconds to resume, or use a new --out"
+        )
     import_stardist()  # says how to install it
     for patient in args.val_patients:
         if any(row["val_patient"] == patient for row in rows):
@@ -70,8 +87,10 @@ def cmd_bench_stardist(args) -> int:
         row = {**bench_stardist_fold(tiles, patient, Path(args.out), args.seconds), "budget_seconds": args.seconds}
         rows.append(row)
         write_text_atomic(table, pd.DataFrame(rows).to_csv(index=False))  # resumable fold by fold
-        print(f"{patient}: F1 {row['f1']:.3f}  AJI {row['aji']:.3f}  object F1 {row['object_f1']:.3f}  "
-              f"PQ {row['pq']:.3f}  ({row['steps']} steps, {row['seconds']:.0f} s)")
+        print(
+            f"{patient}: F1 {row['f1']:.3f}  AJI {row['aji']:.3f}  object F1 {row['object_f1']:.3f}  "
+            f"PQ {row['pq']:.3f}  ({row['steps']} steps, {row['seconds']:.0f} s)"
+        )
     return 0
 
 
@@ -92,17 +111,29 @@ def _stardist_predict_only(args, tiles) -> int:
     import_stardist()  # says how to install it
     model_dir = Path(args.out) / args.val_patients[0]
     if not (model_dir / "config.json").is_file():
-        raise InputError(f"{model_dir}: no StarDist model; train it first: nucseg bench stardist --data {args.data} "
-                         f"--val-patients {args.val_patients[0]} --seconds S --out {args.out}")
+        raise InputError(
+            f"{model_dir}: no StarDist model; train it first: nucseg bench stardist --data {args.data} "
+            f"--val-patients {args.val_patients[0]} --seconds S --out {args.out}"
+        )
     from nucseg.pretrained import resolve
 
     predictor, config = model_and_config(resolve(args.model), precision=args.precision, engine=args.engine)
-    rows = predict_speed(model_dir, tiles, predictor, config, Path(args.out) / "predict_only", args.side, args.repeats,
-                         nuclei_workers=args.nuclei_workers)
+    rows = predict_speed(
+        model_dir,
+        tiles,
+        predictor,
+        config,
+        Path(args.out) / "predict_only",
+        args.side,
+        args.repeats,
+        nuclei_workers=args.nuclei_workers,
+    )
     table = pd.DataFrame(rows)
     print(table.round(3).to_string(index=False))
-    print(f"median megapixels/s: StarDist {table['stardist_megapixels_per_second'].median():.2f}, "
-          f"nucseg {table['nucseg_megapixels_per_second'].median():.2f}; nucseg / StarDist, pair by pair: "
-          f"median {table['ratio'].median():.2f}")
+    print(
+        f"median megapixels/s: StarDist {table['stardist_megapixels_per_second'].median():.2f}, "
+        f"nucseg {table['nucseg_megapixels_per_second'].median():.2f}; nucseg / StarDist, pair by pair: "
+        f"median {table['ratio'].median():.2f}"
+    )
     print(f"CPU: {cpu_summary()}")
     return 0

@@ -11,8 +11,9 @@ from nucseg.config import resolve_data_path
 from nucseg.errors import InputError
 
 
-def model_and_config(model_path: str, overrides: dict | None = None, precision: str = "float32",
-                      engine: str = "tensorflow"):
+def model_and_config(
+    model_path: str, overrides: dict | None = None, precision: str = "float32", engine: str = "tensorflow"
+):
     """(predictor, Config of its post-processing): the model's saved config.json and
     postprocess.json where they are beside it, else the defaults for its output kind; then
     `overrides` (None values ignored)."""
@@ -27,8 +28,10 @@ def model_and_config(model_path: str, overrides: dict | None = None, precision: 
     print(f"{model_path}: {describe(engine, precision)}", file=sys.stderr)
     saved, config = model_config(model_path, output_kind_of(predictor))
     if saved is None:
-        print(f"note: no config.json beside {model_path}; default post-processing of a {config.output_kind} map",
-              file=sys.stderr)
+        print(
+            f"note: no config.json beside {model_path}; default post-processing of a {config.output_kind} map",
+            file=sys.stderr,
+        )
     changes = {k: v for k, v in (overrides or {}).items() if v is not None}
     return predictor, config.replace(**changes) if changes else config
 
@@ -43,8 +46,10 @@ def stain_normaliser(reference: str | None):
 
     path = Path(reference)
     if not path.exists():
-        raise InputError(f"--stain-reference {reference}: no such file or folder; give the model's training data "
-                         "set (a folder) or an image in the stains it was trained on")
+        raise InputError(
+            f"--stain-reference {reference}: no such file or folder; give the model's training data "
+            "set (a folder) or an image in the stains it was trained on"
+        )
     images = [t.image for t in load_dataset(path)] if path.is_dir() else [read_image(path)]
     try:
         target = fit_reference(images)
@@ -66,15 +71,20 @@ def warn_in_sample(model_path: str, data: str, tiles) -> None:
         config = saved_config(model_path)
         sets = [Path(p).name for p in config.data_paths] if config is not None else []
         if name in sets:  # a model trained on whole data sets (the pretrained one): no fold, no held-out patient
-            print(f"WARNING: {model_path} was trained on the data set {name} (all of its patients): these scores are "
-                  "in-sample, not held out. Use `nucseg lodo` for scores on a data set a model never saw.",
-                  file=sys.stderr)
+            print(
+                f"WARNING: {model_path} was trained on the data set {name} (all of its patients): these scores are "
+                "in-sample, not held out. Use `nucseg lodo` for scores on a data set a model never saw.",
+                file=sys.stderr,
+            )
         return
     seen = sorted({t.patient for t in tiles if (name, t.patient) in trained})
     if seen:
-        print(f"WARNING: {model_path} was trained on {len(seen)} of the scored patients ({', '.join(seen)} of {data}): "
-              "their scores are in-sample, not held out. Score a fold's model on its held-out patient only "
-              "(--patients).", file=sys.stderr)
+        print(
+            f"WARNING: {model_path} was trained on {len(seen)} of the scored patients ({', '.join(seen)} of {data}): "
+            "their scores are in-sample, not held out. Score a fold's model on its held-out patient only "
+            "(--patients).",
+            file=sys.stderr,
+        )
 
 
 def only_patients(tiles, patients, data) -> list:
@@ -90,8 +100,23 @@ def only_patients(tiles, patients, data) -> list:
     return [t for t in tiles if t.patient in patients]
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".svs", ".ndpi", ".mrxs", ".scn", ".vms",
-                  ".vmu", ".bif", ".svslide", ".czi")
+IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".svs",
+    ".ndpi",
+    ".mrxs",
+    ".scn",
+    ".vms",
+    ".vmu",
+    ".bif",
+    ".svslide",
+    ".czi",
+)
 
 
 def looks_like_model(value: str) -> bool:
@@ -119,8 +144,9 @@ def split_model_and_inputs(args) -> None:
         else:
             setattr(args, "images" if args.command == "predict" else "slides", inputs)
         if model is None:
-            print(f"using the pretrained model {pretrained.DEFAULT} (pass a model first to use your own)",
-                  file=sys.stderr)
+            print(
+                f"using the pretrained model {pretrained.DEFAULT} (pass a model first to use your own)", file=sys.stderr
+            )
         args.model = model
     if hasattr(args, "model"):
         args.model = pretrained.resolve(args.model)

@@ -26,9 +26,12 @@ def cmd_data_check(args) -> int:
     print(f"{len(rows)} patients, {len(tiles)} tiles, {sum(r['nuclei'] for r in rows)} nuclei")
     for row in rows:
         if row["nuclei"] == 0:
-            print(f"warning: patient {row['patient']} has no nucleus in its labels: as a held-out patient its "
-                  "sensitivity (TPR) and Perf are undefined (NaN, flagged `empty` in folds.csv); check its "
-                  "label files", file=sys.stderr)
+            print(
+                f"warning: patient {row['patient']} has no nucleus in its labels: as a held-out patient its "
+                "sensitivity (TPR) and Perf are undefined (NaN, flagged `empty` in folds.csv); check its "
+                "label files",
+                file=sys.stderr,
+            )
     return 0
 
 

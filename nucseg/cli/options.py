@@ -10,17 +10,24 @@ from nucseg.config import DEFAULT_DATA, PROFILES, Config, ConfigError, resolve_d
 
 def add_data(parser, several: bool = False):
     if several:
-        parser.add_argument("--data", nargs="+", metavar="DATA",
-                            help="data set folder(s); several are trained on together, drawn evenly "
-                                 "(default: $NUCSEG_DATA, then data/tnbc)")
+        parser.add_argument(
+            "--data",
+            nargs="+",
+            metavar="DATA",
+            help="data set folder(s); several are trained on together, drawn evenly "
+            "(default: $NUCSEG_DATA, then data/tnbc)",
+        )
     else:
         parser.add_argument("--data", help="dataset folder (default: $NUCSEG_DATA, then data/tnbc)")
 
 
 def add_stain_reference(parser):
-    parser.add_argument("--stain-reference", metavar="DATA_OR_IMAGE",
-                        help="Macenko-normalise every image to the stains of this data set folder or image first "
-                             "(the model's training data, for slides from another lab)")
+    parser.add_argument(
+        "--stain-reference",
+        metavar="DATA_OR_IMAGE",
+        help="Macenko-normalise every image to the stains of this data set folder or image first "
+        "(the model's training data, for slides from another lab)",
+    )
 
 
 def add_config_options(parser):
@@ -35,8 +42,13 @@ def add_config_options(parser):
     parser.add_argument("--weight-decay", type=float)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--mixed-precision", action="store_true", default=None)
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="any other Config field, e.g. --set base_filters=16 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any other Config field, e.g. --set base_filters=16 (repeatable)",
+    )
 
 
 def config_from_args(args, **fixed) -> Config:
@@ -45,9 +57,11 @@ def config_from_args(args, **fixed) -> Config:
         config = Config.load(args.config, profile=args.profile)
     else:
         config = Config.from_profile(args.profile or "paper")
-    changes = {name: getattr(args, name) for name in
-               ("steps", "batch_size", "crop", "lr", "momentum", "weight_decay", "seed", "mixed_precision")
-               if getattr(args, name, None) is not None}
+    changes = {
+        name: getattr(args, name)
+        for name in ("steps", "batch_size", "crop", "lr", "momentum", "weight_decay", "seed", "mixed_precision")
+        if getattr(args, name, None) is not None
+    }
     for item in args.set:
         name, _, value = item.partition("=")
         changes[name] = parse_field(name, value)
@@ -58,8 +72,10 @@ def config_from_args(args, **fixed) -> Config:
 
         source = Path(pretrained.resolve(args.init))
         if not (source.is_file() or (source / "model.keras").is_file()):  # named before any folder is written
-            raise ConfigError(f"--init {args.init}: no model.keras there; give a trained model's .keras file "
-                              "(or its folder), or pretrained:NAME")
+            raise ConfigError(
+                f"--init {args.init}: no model.keras there; give a trained model's .keras file "
+                "(or its folder), or pretrained:NAME"
+            )
         changes["init"] = args.init
     from_file = args.config and config.data != DEFAULT_DATA
     data = getattr(args, "data", None) or (config.data if from_file else resolve_data_path())
@@ -90,29 +106,50 @@ def parse_field(name: str, value: str):
 
 
 def add_init(parser) -> None:
-    parser.add_argument("--init", metavar="MODEL",
-                        help="start from this model's weights (fine-tuning): a model.keras of the same --arch and "
-                             "widths, or `pretrained:NAME` (see `nucseg models`)")
+    parser.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start from this model's weights (fine-tuning): a model.keras of the same --arch and "
+        "widths, or `pretrained:NAME` (see `nucseg models`)",
+    )
 
 
 def add_precision(parser, default: str = "auto") -> None:
     from nucseg.inference.engines import ENGINES, PRECISION_CHOICES
 
-    parser.add_argument("--engine", choices=ENGINES, default="auto",
-                        help="auto (default): TensorFlow on a GPU, else OpenVINO where installed, else TensorFlow")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=default,
-                        help="auto (float32): bfloat16 is faster only on CPUs with AVX512_BF16 or AMX, and moves "
-                             f"DIST's nuclei (see docs/speed.md) (default: {default})")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="auto (default): TensorFlow on a GPU, else OpenVINO where installed, else TensorFlow",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default=default,
+        help="auto (float32): bfloat16 is faster only on CPUs with AVX512_BF16 or AMX, and moves "
+        f"DIST's nuclei (see docs/speed.md) (default: {default})",
+    )
 
 
 def add_ray(parser) -> None:
-    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                        help="run the folds as Ray tasks: on a local Ray instance, or on the cluster at ADDRESS "
-                             "(ray://host:10001 or host:6379; --out on storage the workers share)")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run the folds as Ray tasks: on a local Ray instance, or on the cluster at ADDRESS "
+        "(ray://host:10001 or host:6379; --out on storage the workers share)",
+    )
     parser.add_argument("--cpus-per-fold", type=int, default=1, help="with --ray: CPU threads per fold (default 1)")
 
 
 def add_nuclei_workers(parser) -> None:
-    parser.add_argument("--nuclei-workers", type=int, default=None, metavar="N",
-                        help="processes that find the nuclei while the net predicts (default: one per CPU; "
-                             "0: one thread of the main process)")
+    parser.add_argument(
+        "--nuclei-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes that find the nuclei while the net predicts (default: one per CPU; "
+        "0: one thread of the main process)",
+    )

@@ -36,8 +36,9 @@ def ray_runner(args, fold_function=None):
     from nucseg.distributed import RayRunner, import_ray
 
     import_ray()
-    return RayRunner(address=None if args.ray == "local" else args.ray, cpus_per_fold=args.cpus_per_fold,
-                     fold_function=fold_function)
+    return RayRunner(
+        address=None if args.ray == "local" else args.ray, cpus_per_fold=args.cpus_per_fold, fold_function=fold_function
+    )
 
 
 def cmd_lopo(args) -> int:
@@ -47,8 +48,9 @@ def cmd_lopo(args) -> int:
     config = config_from_args(args)
     runner = ray_runner(args)
     if args.grid:
-        table = run_grid(config, args.arch, args.out, read_grid(args.grid), args.val_patients, verbose=args.verbose,
-                         runner=runner)
+        table = run_grid(
+            config, args.arch, args.out, read_grid(args.grid), args.val_patients, verbose=args.verbose, runner=runner
+        )
         print(table.to_string(index=False))
         return 0
     folds = run_lopo(config, args.arch, args.out, val_patients=args.val_patients, verbose=args.verbose, runner=runner)

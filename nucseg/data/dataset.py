@@ -74,8 +74,10 @@ def find_tiles(root: str | Path) -> tuple[list[TileRef], list[str]]:
     """All tiles under root in either layout, and the problems met on the way."""
     root = Path(root)
     if root.is_file():
-        return [], [f"{root}: is a file, not a dataset folder. Pass the folder that holds the patients' "
-                    f"folders (or Slide_NN/ and GT_NN/). {LAYOUT_HELP}."]
+        return [], [
+            f"{root}: is a file, not a dataset folder. Pass the folder that holds the patients' "
+            f"folders (or Slide_NN/ and GT_NN/). {LAYOUT_HELP}."
+        ]
     if not root.is_dir():
         return [], [
             f"{root}: dataset folder does not exist. Download TNBC with `nucseg data download tnbc`, "
@@ -99,9 +101,13 @@ def _find_tnbc_tiles(root: Path) -> tuple[list[TileRef], list[str]]:
         gt_dir = root / f"GT_{patient}"
         images = sorted(slide_dir.glob("*.png"))
         if not images:
-            problems.append(f"{slide_dir}: patient {patient} has no tiles (no .png). Remove the folder or add its tiles.")
+            problems.append(
+                f"{slide_dir}: patient {patient} has no tiles (no .png). Remove the folder or add its tiles."
+            )
         if not gt_dir.is_dir():
-            problems.append(f"{slide_dir}: no ground-truth folder {gt_dir}. Add GT_{patient}/ with one label per image.")
+            problems.append(
+                f"{slide_dir}: no ground-truth folder {gt_dir}. Add GT_{patient}/ with one label per image."
+            )
             continue
         for image in images:
             label = gt_dir / image.name
@@ -112,10 +118,15 @@ def _find_tnbc_tiles(root: Path) -> tuple[list[TileRef], list[str]]:
         image_names = {p.name for p in images}
         for label in sorted(gt_dir.glob("*.png")):
             if label.name not in image_names:
-                problems.append(f"{label}: label without image; expected {slide_dir / label.name}. Add the image or remove the label.")
+                problems.append(
+                    f"{label}: label without image; expected {slide_dir / label.name}. "
+                    "Add the image or remove the label."
+                )
     for gt_dir in sorted(root.glob("GT_*")):
         if not (root / gt_dir.name.replace("GT_", "Slide_", 1)).is_dir():
-            problems.append(f"{gt_dir}: labels without a Slide_ folder of images. Add {gt_dir.name.replace('GT_', 'Slide_', 1)}/.")
+            problems.append(
+                f"{gt_dir}: labels without a Slide_ folder of images. Add {gt_dir.name.replace('GT_', 'Slide_', 1)}/."
+            )
     return refs, problems
 
 
@@ -124,25 +135,36 @@ def _find_generic_tiles(root: Path) -> tuple[list[TileRef], list[str]]:
     for patient_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         bad_name = patient_name_problem(patient_dir.name)
         if bad_name:
-            problems.append(f"{patient_dir}: the folder's name cannot be a patient's name: {bad_name}. Rename it with "
-                            "letters, digits, '-' and '_' only.")
+            problems.append(
+                f"{patient_dir}: the folder's name cannot be a patient's name: {bad_name}. Rename it with "
+                "letters, digits, '-' and '_' only."
+            )
             continue
         files = {p.name: p for p in patient_dir.iterdir() if p.is_file()}
         labels = {name: path for name, path in files.items() if name.endswith(LABEL_SUFFIXES)}
         images = {name: path for name, path in files.items() if name.endswith(".png") and name not in labels}
         if not images and not labels:
-            problems.append(f"{patient_dir}: patient {patient_dir.name} has no tiles. Add <id>.png + <id>_label.png, or remove the folder.")
+            problems.append(
+                f"{patient_dir}: patient {patient_dir.name} has no tiles. "
+                "Add <id>.png + <id>_label.png, or remove the folder."
+            )
         for name, image in sorted(images.items()):
             label = next((files[image.stem + s] for s in LABEL_SUFFIXES if image.stem + s in files), None)
             if label is None:
-                problems.append(f"{image}: image without label; expected {patient_dir / (image.stem + '_label.png')}. Add the label or remove the image.")
+                problems.append(
+                    f"{image}: image without label; expected {patient_dir / (image.stem + '_label.png')}. "
+                    "Add the label or remove the image."
+                )
             else:
                 refs.append(TileRef(patient_dir.name, image.stem, image, label))
         paired = {r.label_path.name for r in refs if r.patient == patient_dir.name}
         for name, label in sorted(labels.items()):
             if name not in paired:
                 stem = re.sub(r"_label\.(png|tiff?)$", "", name)
-                problems.append(f"{label}: label without image; expected {patient_dir / (stem + '.png')}. Add the image or remove the label.")
+                problems.append(
+                    f"{label}: label without image; expected {patient_dir / (stem + '.png')}. "
+                    "Add the image or remove the label."
+                )
     return refs, problems
 
 
@@ -183,18 +205,27 @@ def _find_manifest_tiles(root: Path) -> tuple[list[TileRef], list[str]]:
     refs, problems, seen = [], [], {}
     for line, row in enumerate(rows, start=2):
         if any(not row.get(column) for column in ("patient", "image", "label")):
-            problems.append(f"{manifest}:{line}: the row has no patient, image or label value (too few fields?). "
-                            "Give each row patient,image,label or remove it.")
+            problems.append(
+                f"{manifest}:{line}: the row has no patient, image or label value (too few fields?). "
+                "Give each row patient,image,label or remove it."
+            )
             continue
         bad_name = patient_name_problem(row["patient"])
         if bad_name:
-            problems.append(f"{manifest}:{line}: patient {row['patient']!r} cannot be used: {bad_name}. Name patients "
-                            "with letters, digits, '-' and '_' only (a patient's name becomes a folder name).")
+            problems.append(
+                f"{manifest}:{line}: patient {row['patient']!r} cannot be used: {bad_name}. Name patients "
+                "with letters, digits, '-' and '_' only (a patient's name becomes a folder name)."
+            )
             continue
-        bad_paths = [(column, problem) for column in ("image", "label") if (problem := manifest_path_problem(row[column]))]
+        bad_paths = [
+            (column, problem) for column in ("image", "label") if (problem := manifest_path_problem(row[column]))
+        ]
         if bad_paths:
-            problems += [f"{manifest}:{line}: {column} path {row[column]!r} cannot be used: {problem}. Give paths "
-                         "relative to the data set folder, inside it." for column, problem in bad_paths]
+            problems += [
+                f"{manifest}:{line}: {column} path {row[column]!r} cannot be used: {problem}. Give paths "
+                "relative to the data set folder, inside it."
+                for column, problem in bad_paths
+            ]
             continue
         image, label = root / row["image"], root / row["label"]
         key = image.resolve()
@@ -202,8 +233,13 @@ def _find_manifest_tiles(root: Path) -> tuple[list[TileRef], list[str]]:
             first_line, first_patient = seen[key]
             problems.append(
                 f"{manifest}:{line}: image {row['image']} is listed again (first on line {first_line}"
-                + (f", under patient {first_patient}, here under {row['patient']}" if first_patient != row["patient"] else "")
-                + "): a tile would be in both a training and a held-out set. List each image once.")
+                + (
+                    f", under patient {first_patient}, here under {row['patient']}"
+                    if first_patient != row["patient"]
+                    else ""
+                )
+                + "): a tile would be in both a training and a held-out set. List each image once."
+            )
             continue
         seen[key] = (line, row["patient"])
         if not image.is_file():
@@ -245,7 +281,9 @@ def read_image(path: str | Path) -> np.ndarray:
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
         if img.mode in ("F", "I") or img.mode.startswith("I;"):
             return _as_rgb8(np.asarray(img), path, None)
-        raise DatasetError([f"{path}: image mode {img.mode} is not 8-bit RGB or grayscale. Save it as an 8-bit RGB PNG."])
+        raise DatasetError(
+            [f"{path}: image mode {img.mode} is not 8-bit RGB or grayscale. Save it as an 8-bit RGB PNG."]
+        )
 
 
 def _check_file(path: Path) -> None:
@@ -268,7 +306,9 @@ def _read_tiff(path: Path) -> np.ndarray:
     try:
         return tifffile.imread(path, key=0)
     except (tifffile.TiffFileError, OSError, ValueError, IndexError) as err:
-        raise DatasetError([f"{path}: unreadable or truncated TIFF ({err}). Re-export or re-download the file."]) from err
+        raise DatasetError(
+            [f"{path}: unreadable or truncated TIFF ({err}). Re-export or re-download the file."]
+        ) from err
 
 
 def _as_rgb8(array: np.ndarray, path: Path, significant_bits: int | None) -> np.ndarray:
@@ -280,7 +320,9 @@ def _as_rgb8(array: np.ndarray, path: Path, significant_bits: int | None) -> np.
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
-        raise DatasetError([f"{path}: an image of shape {array.shape} is not RGB or grayscale. Save it as an 8-bit RGB PNG."])
+        raise DatasetError(
+            [f"{path}: an image of shape {array.shape} is not RGB or grayscale. Save it as an 8-bit RGB PNG."]
+        )
     array = array[..., :1] if array.shape[2] == 2 else array[..., :3]  # without alpha
     array = np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
     if array.dtype == np.uint8:
@@ -292,8 +334,10 @@ def _as_rgb8(array: np.ndarray, path: Path, significant_bits: int | None) -> np.
         significant_bits = next((b for b in (8, 10, 12, 14, 16) if largest < 2**b), None)
         if significant_bits is None:
             raise DatasetError([f"{path}: pixel values up to {largest} do not fit 16 bits; save as 8-bit RGB."])
-        LOG.warning(f"{path}: a {array.dtype} image with values up to {largest}, read as {significant_bits}-bit data "
-                 f"(0..{2**significant_bits - 1} -> 0..255); save it as 8-bit RGB to choose the scaling yourself")
+        LOG.warning(
+            f"{path}: a {array.dtype} image with values up to {largest}, read as {significant_bits}-bit data "
+            f"(0..{2**significant_bits - 1} -> 0..255); save it as 8-bit RGB to choose the scaling yourself"
+        )
     scaled = np.round(array.astype(np.float64) * (255.0 / (2**significant_bits - 1)))
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
@@ -305,12 +349,16 @@ def read_label(path: str | Path) -> np.ndarray:
     if raw.ndim == 3:
         raw = _colours_to_ids(raw, path)
     if not np.issubdtype(raw.dtype, np.integer) and raw.dtype != bool:
-        raise DatasetError([
-            f"{path}: labels are {raw.dtype}; nucseg needs integer instance ids (0 background, 1..N one per "
-            "nucleus). Save the label as a uint16 PNG."
-        ])
+        raise DatasetError(
+            [
+                f"{path}: labels are {raw.dtype}; nucseg needs integer instance ids (0 background, 1..N one per "
+                "nucleus). Save the label as a uint16 PNG."
+            ]
+        )
     if raw.size and raw.min() < 0:
-        raise DatasetError([f"{path}: labels have negative values (min {raw.min()}); use 0 for background and 1..N for nuclei."])
+        raise DatasetError(
+            [f"{path}: labels have negative values (min {raw.min()}); use 0 for background and 1..N for nuclei."]
+        )
     return _as_instances(raw.astype(np.int64), path)
 
 
@@ -321,12 +369,16 @@ def _open(path: str | Path) -> Image.Image:
         img.load()
         return img
     except (OSError, SyntaxError, ValueError) as err:
-        raise DatasetError([f"{path}: unreadable or truncated image ({err}). Re-export or re-download the file."]) from err
+        raise DatasetError(
+            [f"{path}: unreadable or truncated image ({err}). Re-export or re-download the file."]
+        ) from err
 
 
 def _colours_to_ids(rgb: np.ndarray, path) -> np.ndarray:
     if rgb.shape[2] != 3:
-        raise DatasetError([f"{path}: label has {rgb.shape[2]} channels; use one channel (ids) or three (one colour per nucleus)."])
+        raise DatasetError(
+            [f"{path}: label has {rgb.shape[2]} channels; use one channel (ids) or three (one colour per nucleus)."]
+        )
     rgb = rgb.astype(np.int64)
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
@@ -359,21 +411,26 @@ def _check_instances(ids: np.ndarray, n_ids: int, path) -> None:
     tiny = float(np.mean(areas[areas > 0] < TINY_AREA))
     pieces = connected_components(ids, background=0, connectivity=2).max() / n_ids
     if pieces > MAX_PIECES_PER_NUCLEUS or tiny > MAX_TINY_FRACTION:
-        raise DatasetError([
-            f"{path}: does not look like an instance label: its {n_ids} values form {pieces:.1f} separate pieces each "
-            f"on average and {tiny:.0%} of them cover under {TINY_AREA} pixels (an instance label gives each nucleus one "
-            "value over one region). Anti-aliased, blurred or JPEG-compressed masks do this. Save the label losslessly "
-            "(PNG or TIFF) with nearest-neighbour resizing: one integer per nucleus, or a binary 0/255 mask."
-        ])
+        raise DatasetError(
+            [
+                f"{path}: does not look like an instance label: its {n_ids} values form {pieces:.1f} separate "
+                f"pieces each on average and {tiny:.0%} of them cover under {TINY_AREA} pixels (an instance label "
+                "gives each nucleus one value over one region). Anti-aliased, blurred or JPEG-compressed masks do "
+                "this. Save the label losslessly (PNG or TIFF) with nearest-neighbour resizing: one integer per "
+                "nucleus, or a binary 0/255 mask."
+            ]
+        )
 
 
 def read_tile(ref: TileRef) -> Tile:
     image, label = read_image(ref.image_path), read_label(ref.label_path)
     if image.shape[:2] != label.shape:
-        raise DatasetError([
-            f"{ref.label_path}: size {label.shape[1]}x{label.shape[0]} differs from its image {ref.image_path} "
-            f"({image.shape[1]}x{image.shape[0]}). Label and image must have the same width and height."
-        ])
+        raise DatasetError(
+            [
+                f"{ref.label_path}: size {label.shape[1]}x{label.shape[0]} differs from its image {ref.image_path} "
+                f"({image.shape[1]}x{image.shape[0]}). Label and image must have the same width and height."
+            ]
+        )
     return Tile(ref.patient, ref.tile_id, image, label)
 
 
@@ -394,8 +451,13 @@ def load_dataset(root, mpp: float | None = None, source_mpp: float | None = None
     names = [r.resolve().name for r in roots]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise DatasetError([f"two data sets are both named {n!r} ({', '.join(str(r) for r in roots if r.resolve().name == n)}): "
-                            "patients are told apart by their data set's folder name; rename one folder" for n in repeated])
+        raise DatasetError(
+            [
+                f"two data sets are both named {n!r} ({', '.join(str(r) for r in roots if r.resolve().name == n)}): "
+                "patients are told apart by their data set's folder name; rename one folder"
+                for n in repeated
+            ]
+        )
     tiles, problems = [], []
     for path, name in zip(roots, names):
         try:
@@ -456,7 +518,9 @@ def rescale_tile(tile: Tile, factor: float) -> Tile:
     height, width = (max(1, round(s * factor)) for s in tile.label.shape)
     image = resize(tile.image, (height, width), order=1, preserve_range=True, anti_aliasing=factor < 1)
     label = resize(tile.label, (height, width), order=0, preserve_range=True, anti_aliasing=False)
-    return dataclasses.replace(tile, image=np.clip(image.round(), 0, 255).astype(np.uint8), label=label.astype(np.int32))
+    return dataclasses.replace(
+        tile, image=np.clip(image.round(), 0, 255).astype(np.uint8), label=label.astype(np.int32)
+    )
 
 
 def patients_of(tiles: list[Tile]) -> list[str]:
@@ -470,15 +534,24 @@ def summarize(tiles: list[Tile]) -> list[dict]:
         own = [t for t in tiles if t.patient == patient]
         areas = np.concatenate([np.bincount(t.label.ravel())[1:] for t in own])
         areas = areas[areas > 0]
-        stats = ({"area_median": float(np.median(areas)), "area_mean": round(float(np.mean(areas)), 1),
-                  "area_p5": float(np.percentile(areas, 5)), "area_p95": float(np.percentile(areas, 95))}
-                 if len(areas) else dict.fromkeys(("area_median", "area_mean", "area_p5", "area_p95"), float("nan")))
-        rows.append({
-            "patient": patient,
-            "tiles": len(own),
-            "nuclei": int(sum(t.n_nuclei for t in own)),
-            "sizes": ", ".join(sorted({f"{t.image.shape[1]}x{t.image.shape[0]}" for t in own})),
-            "nucleus_fraction": round(float(np.mean([(t.label > 0).mean() for t in own])), 4),
-            **stats,
-        })
+        stats = (
+            {
+                "area_median": float(np.median(areas)),
+                "area_mean": round(float(np.mean(areas)), 1),
+                "area_p5": float(np.percentile(areas, 5)),
+                "area_p95": float(np.percentile(areas, 95)),
+            }
+            if len(areas)
+            else dict.fromkeys(("area_median", "area_mean", "area_p5", "area_p95"), float("nan"))
+        )
+        rows.append(
+            {
+                "patient": patient,
+                "tiles": len(own),
+                "nuclei": int(sum(t.n_nuclei for t in own)),
+                "sizes": ", ".join(sorted({f"{t.image.shape[1]}x{t.image.shape[0]}" for t in own})),
+                "nucleus_fraction": round(float(np.mean([(t.label > 0).mean() for t in own])), 4),
+                **stats,
+            }
+        )
     return rows

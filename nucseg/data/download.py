@@ -74,17 +74,20 @@ def _unpack(archive: Path, into: Path) -> None:
             keep = [i for i, p in enumerate(parts) if p.startswith(("Slide_", "GT_"))]
             if member.is_dir() or "__MACOSX" in parts or not keep:
                 continue
-            relative = Path(*parts[keep[0]:])
+            relative = Path(*parts[keep[0] :])
             (into / relative).parent.mkdir(parents=True, exist_ok=True)
             with zipped.open(member) as source, (into / relative).open("wb") as out:
                 shutil.copyfileobj(source, out)
 
 
-def download_tnbc(dest: str | Path, record: str = TNBC_RECORD, base_url: str = ZENODO_URL,
-                  timeout: float = 60.0) -> Path:
+def download_tnbc(
+    dest: str | Path, record: str = TNBC_RECORD, base_url: str = ZENODO_URL, timeout: float = 60.0
+) -> Path:
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():
-        raise DownloadError(f"--dest {dest} is a file, not a folder. Pass a folder to unpack TNBC into (default data/tnbc).")
+        raise DownloadError(
+            f"--dest {dest} is a file, not a folder. Pass a folder to unpack TNBC into (default data/tnbc)."
+        )
     if dest.exists() and any(dest.iterdir()):
         logger.info(f"{dest} already holds a dataset; nothing downloaded (remove it to download again).")
         return dest
@@ -100,12 +103,16 @@ def download_tnbc(dest: str | Path, record: str = TNBC_RECORD, base_url: str = Z
         except DownloadError as err:
             raise DownloadError(f"{err} Offline? {manual_instructions(dest, record)}") from err
         if md5 != entry["md5"]:
-            raise DownloadError(f"{entry['name']}: MD5 {md5} differs from the record's {entry['md5']}: the download "
-                                f"is corrupted. Run the command again, or {manual_instructions(dest, record)}")
+            raise DownloadError(
+                f"{entry['name']}: MD5 {md5} differs from the record's {entry['md5']}: the download "
+                f"is corrupted. Run the command again, or {manual_instructions(dest, record)}"
+            )
         try:
             _unpack(archive, staging / "tnbc")
         except zipfile.BadZipFile as err:
-            raise DownloadError(f"{entry['name']}: not a valid zip ({err}). {manual_instructions(dest, record)}") from err
+            raise DownloadError(
+                f"{entry['name']}: not a valid zip ({err}). {manual_instructions(dest, record)}"
+            ) from err
         if dest.exists():
             dest.rmdir()
         (staging / "tnbc").rename(dest)

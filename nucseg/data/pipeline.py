@@ -73,6 +73,7 @@ def piece_side(tiles: list[Tile], crop: int) -> int:
 def piece_windows(height: int, width: int, side: int, overlap: int) -> list[tuple[slice, slice]]:
     """Windows of at most side x side covering a height x width tile, overlapping by `overlap`
     (at least the crop, so that every crop that fits in the tile fits in one piece)."""
+
     def starts(length):
         if length <= side:
             return [0]
@@ -96,12 +97,16 @@ def prepare_tiles(tiles: list[Tile], config, kind=ClassTargets) -> TileStack:
     too_small = [t for t in tiles if min(t.label.shape) < config.crop]
     if too_small:
         names = ", ".join(f"{t.patient}/{t.tile_id} ({t.label.shape[1]}x{t.label.shape[0]})" for t in too_small[:5])
-        raise InputError(f"crop={config.crop} is larger than {len(too_small)} tile(s): {names}. "
-                         f"Use --crop {max(32, min(min(t.label.shape) for t in tiles) // 32 * 32)} or less.")
+        raise InputError(
+            f"crop={config.crop} is larger than {len(too_small)} tile(s): {names}. "
+            f"Use --crop {max(32, min(min(t.label.shape) for t in tiles) // 32 * 32)} or less."
+        )
     side = piece_side(tiles, config.crop)
     tile_groups, group_weights = dataset_groups(tiles, config)
     pieces, groups = [], []
-    for tile, group in sorted(zip(tiles, tile_groups), key=lambda pair: pair[1]):  # stable: order within a data set kept
+    for tile, group in sorted(
+        zip(tiles, tile_groups), key=lambda pair: pair[1]
+    ):  # stable: order within a data set kept
         target_weight = np.stack(tile_target_and_weight(tile, config, kind), axis=-1)
         for window in piece_windows(*tile.label.shape, side, overlap=config.crop):
             pieces.append((tile.image[window], target_weight[window]))
@@ -181,8 +186,11 @@ def evaluation_dataset(tiles: list[Tile], config, kind=ClassTargets) -> tf.data.
         for tile in tiles:
             target, weight = tile_target_and_weight(tile, config, kind)
             pad = [(0, -side % SIZE_MULTIPLE) for side in target.shape]
-            yield (np.pad(tile.image, [*pad, (0, 0)], mode="reflect").astype(np.float32),
-                   np.pad(target, pad).astype(np.float32), np.pad(weight, pad))
+            yield (
+                np.pad(tile.image, [*pad, (0, 0)], mode="reflect").astype(np.float32),
+                np.pad(target, pad).astype(np.float32),
+                np.pad(weight, pad),
+            )
 
     signature = (
         tf.TensorSpec([None, None, 3], tf.float32),

@@ -36,8 +36,10 @@ def fit_reference(images: list[np.ndarray]):
     pixels = np.concatenate([np.asarray(image, np.uint8).reshape(-1, 3) for image in images])
     pixels = pixels[np.linspace(0, len(pixels) - 1, min(len(pixels), FIT_PIXELS)).astype(int)]
     if tissue_pixels(pixels) < MIN_TISSUE_PIXELS:
-        raise ValueError(f"{len(images)} reference images hold fewer than {MIN_TISSUE_PIXELS} stained pixels: "
-                         "give H&E tiles with tissue as the stain reference")
+        raise ValueError(
+            f"{len(images)} reference images hold fewer than {MIN_TISSUE_PIXELS} stained pixels: "
+            "give H&E tiles with tissue as the stain reference"
+        )
     normalizer = _normalizer()
     normalizer.fit(pixels.reshape(-1, 1, 3), Io=LIGHT, beta=MIN_OD)
     return normalizer

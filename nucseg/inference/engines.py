@@ -58,7 +58,9 @@ def cpu_name() -> str:
 
 def cpu_summary() -> str:
     """The CPU's name and the flags that decide the speed of a net: for every speed figure."""
-    shown = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in cpu_flags()]
+    shown = [
+        f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in cpu_flags()
+    ]
     import os
 
     return f"{cpu_name()}, {os.cpu_count()} cores, flags: {' '.join(shown) or 'unknown'}"
@@ -86,7 +88,9 @@ def choose_engine(requested: str = "auto") -> str:
     if requested not in ENGINES:
         raise InputError(f"--engine {requested}: choose one of {', '.join(ENGINES)}")
     if requested == "openvino" and not openvino_installed():
-        raise InputError("--engine openvino: OpenVINO is not installed; `pip install openvino` (or use --engine tensorflow)")
+        raise InputError(
+            "--engine openvino: OpenVINO is not installed; `pip install openvino` (or use --engine tensorflow)"
+        )
     if requested != "auto":
         return requested
     if gpu_visible() or not openvino_installed():
@@ -98,8 +102,10 @@ def choose_precision(requested: str, engine: str) -> str:
     if requested not in PRECISION_CHOICES:
         raise InputError(f"--precision {requested}: choose one of {', '.join(PRECISION_CHOICES)}")
     if requested == "bfloat16" and not native_bfloat16():
-        LOG.warning(f"--precision bfloat16 on a CPU without native bfloat16 ({cpu_name()}: no AVX512_BF16 or AMX): "
-                    "it is emulated, and slower than float32 here")
+        LOG.warning(
+            f"--precision bfloat16 on a CPU without native bfloat16 ({cpu_name()}: no AVX512_BF16 or AMX): "
+            "it is emulated, and slower than float32 here"
+        )
     return "float32" if requested == "auto" else requested
 
 
@@ -121,11 +127,17 @@ class OpenVINOPredictor:
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
-            model = core.read_model(str(model_file)) if str(model_file).endswith(".xml") else ov.convert_model(str(model_file))
+            model = (
+                core.read_model(str(model_file))
+                if str(model_file).endswith(".xml")
+                else ov.convert_model(str(model_file))
+            )
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as err:  # OpenVINO raises its own RuntimeError subclasses, with C++ traces
-            raise InputError(f"{model_file}: OpenVINO cannot load this model ({str(err).splitlines()[0][:200]}); "
-                             "use --engine tensorflow") from err
+            raise InputError(
+                f"{model_file}: OpenVINO cannot load this model ({str(err).splitlines()[0][:200]}); "
+                "use --engine tensorflow"
+            ) from err
         self.precision = precision
 
     def __call__(self, batch) -> np.ndarray:
@@ -183,8 +195,10 @@ def _convert_into_cache(model_path: Path, cached: Path) -> None:
         try:
             converted = ov.convert_model(str(saved_model))
         except Exception as err:  # OpenVINO raises its own RuntimeError subclasses, with C++ traces
-            raise InputError(f"{model_path}: OpenVINO cannot convert this model ({str(err).splitlines()[0][:200]}); "
-                             "use --engine tensorflow") from err
+            raise InputError(
+                f"{model_path}: OpenVINO cannot convert this model ({str(err).splitlines()[0][:200]}); "
+                "use --engine tensorflow"
+            ) from err
         staging = Path(folder) / "entry"
         staging.mkdir()
         ov.save_model(converted, str(staging / "model.xml"), compress_to_fp16=False)

@@ -59,8 +59,15 @@ def write_label_tiff(path: Path, outlines, width: int, height: int, mpp: float, 
     import tifffile
 
     def save(temporary):
-        tifffile.imwrite(temporary, label_tiles(outlines, width, height, tile_side), shape=(height, width),
-                         dtype=np.uint32, tile=(BAND, BAND), compression="zlib",
-                         resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER")
+        tifffile.imwrite(
+            temporary,
+            label_tiles(outlines, width, height, tile_side),
+            shape=(height, width),
+            dtype=np.uint32,
+            tile=(BAND, BAND),
+            compression="zlib",
+            resolution=(1e4 / mpp, 1e4 / mpp),
+            resolutionunit="CENTIMETER",
+        )
 
     return save_with(path, save, suffix=".tif")

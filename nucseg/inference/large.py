@@ -21,8 +21,10 @@ def nucleus_channel(output: np.ndarray) -> np.ndarray:
     """(..., C) model output -> (...) nucleus map: channel 1 of two (probability) or the only one (distance)."""
     channels = output.shape[-1]
     if channels not in (1, 2):
-        raise ModelLoadError(f"the model outputs {channels} channels per pixel; nucseg's nets output 2 (background "
-                             "and nucleus probabilities) or 1 (DIST's distance map).")
+        raise ModelLoadError(
+            f"the model outputs {channels} channels per pixel; nucseg's nets output 2 (background "
+            "and nucleus probabilities) or 1 (DIST's distance map)."
+        )
     return output[..., channels - 1]
 
 

@@ -19,8 +19,16 @@ from nucseg.inference.baseline import hematoxylin
 from nucseg.io import save_with, write_png_atomic, write_text_atomic
 
 NUCLEUS_CLASS = {"name": "Nucleus", "color": [200, 0, 120]}
-TABLE_COLUMNS = ["id", "centroid_x", "centroid_y", "area", "perimeter", "eccentricity", "solidity",
-                 "mean_hematoxylin_od"]
+TABLE_COLUMNS = [
+    "id",
+    "centroid_x",
+    "centroid_y",
+    "area",
+    "perimeter",
+    "eccentricity",
+    "solidity",
+    "mean_hematoxylin_od",
+]
 
 
 def nucleus_polygon(mask: np.ndarray, top: int = 0, left: int = 0) -> list[list[float]]:
@@ -45,12 +53,21 @@ def nucleus_outlines(labels: np.ndarray, top: int = 0, left: int = 0) -> dict[in
     """{id: closed outline} of every nucleus of a label image (see nucleus_polygon)."""
     from scipy import ndimage
 
-    return {index: nucleus_polygon(labels[box] == index, box[0].start + top, box[1].start + left)
-            for index, box in enumerate(ndimage.find_objects(labels), start=1) if box is not None}
+    return {
+        index: nucleus_polygon(labels[box] == index, box[0].start + top, box[1].start + left)
+        for index, box in enumerate(ndimage.find_objects(labels), start=1)
+        if box is not None
+    }
 
 
-def nuclei_table(labels: np.ndarray, image: np.ndarray, nucleus_map: np.ndarray | None = None,
-                 map_name: str = "mean_probability", top: int = 0, left: int = 0) -> pd.DataFrame:
+def nuclei_table(
+    labels: np.ndarray,
+    image: np.ndarray,
+    nucleus_map: np.ndarray | None = None,
+    map_name: str = "mean_probability",
+    top: int = 0,
+    left: int = 0,
+) -> pd.DataFrame:
     """One row per nucleus: id, centroid (x, y, pixels of the full image), area and perimeter
     (pixels), eccentricity, solidity, mean hematoxylin optical density and the mean of the net's
     nucleus map (`map_name`: its probability, or DIST's distance).
@@ -75,11 +92,18 @@ def nuclei_table(labels: np.ndarray, image: np.ndarray, nucleus_map: np.ndarray 
     eccentricity = _eccentricity(mean(d_r * d_r), mean(d_c * d_c), mean(d_r * d_c))
     border = _border(labels)
     hull = _hull_areas(labels, border, count)[present]
-    frame = pd.DataFrame({
-        "id": ids[present], "centroid_x": centre_c[present] + left + 0.5, "centroid_y": centre_r[present] + top + 0.5,
-        "area": area[present], "perimeter": _perimeters(labels, border, count)[present],
-        "eccentricity": eccentricity[present], "solidity": np.minimum(area[present] / hull, 1.0),
-        "mean_hematoxylin_od": mean(hematoxylin(image[rows, cols][None])[0])[present]})
+    frame = pd.DataFrame(
+        {
+            "id": ids[present],
+            "centroid_x": centre_c[present] + left + 0.5,
+            "centroid_y": centre_r[present] + top + 0.5,
+            "area": area[present],
+            "perimeter": _perimeters(labels, border, count)[present],
+            "eccentricity": eccentricity[present],
+            "solidity": np.minimum(area[present] / hull, 1.0),
+            "mean_hematoxylin_od": mean(hematoxylin(image[rows, cols][None])[0])[present],
+        }
+    )
     if nucleus_map is not None:
         frame[map_name] = mean(np.asarray(nucleus_map, np.float64)[rows, cols])[present]
     return frame
@@ -120,8 +144,9 @@ def _perimeters(labels: np.ndarray, border: np.ndarray, count: int) -> np.ndarra
     for offsets, weight in ((_SIDES, 2), (_CORNERS, 10)):
         for dy, dx in offsets:
             code += weight * (_neighbour(border, dy, dx) & (_neighbour(labels, dy, dx) == labels))
-    return np.bincount(labels[border].astype(np.intp), weights=_PERIMETER_WEIGHTS[code[border]],
-                       minlength=count + 1)[1:]
+    return np.bincount(labels[border].astype(np.intp), weights=_PERIMETER_WEIGHTS[code[border]], minlength=count + 1)[
+        1:
+    ]
 
 
 def _hull_areas(labels: np.ndarray, border: np.ndarray, count: int) -> np.ndarray:
@@ -156,10 +181,18 @@ def geojson_features(outlines: dict[int, list], table: pd.DataFrame) -> list[dic
         index = int(row["id"])
         measurements = {k: v for k, v in row.items() if k not in ("centroid_x", "centroid_y")}
         measurements["id"] = index
-        features.append({"type": "Feature",
-                         "geometry": {"type": "Polygon", "coordinates": [outlines[index]]},
-                         "properties": {"objectType": "detection", "name": f"nucleus {index}", "classification": NUCLEUS_CLASS,
-                                        "measurements": measurements}})
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [outlines[index]]},
+                "properties": {
+                    "objectType": "detection",
+                    "name": f"nucleus {index}",
+                    "classification": NUCLEUS_CLASS,
+                    "measurements": measurements,
+                },
+            }
+        )
     return features
 
 
@@ -170,20 +203,30 @@ def feature_collection(features: list[dict]) -> dict:
 def write_label_image(labels: np.ndarray, path_without_suffix: Path) -> Path:
     """uint16 PNG where the ids fit, else a uint32 TIFF (written with tifffile)."""
     if labels.max(initial=0) <= np.iinfo(np.uint16).max:
-        return write_png_atomic(path_without_suffix.with_name(path_without_suffix.name + ".png"), labels.astype(np.uint16))
+        return write_png_atomic(
+            path_without_suffix.with_name(path_without_suffix.name + ".png"), labels.astype(np.uint16)
+        )
     import tifffile
 
     path = path_without_suffix.with_name(path_without_suffix.name + ".tif")
     return save_with(path, lambda p: tifffile.imwrite(p, labels.astype(np.uint32), compression="zlib"), suffix=".tif")
 
 
-def write_nuclei(labels: np.ndarray, image: np.ndarray, nucleus_map: np.ndarray, out_dir: Path, stem: str,
-                 map_name: str = "mean_probability") -> dict[str, Path]:
+def write_nuclei(
+    labels: np.ndarray,
+    image: np.ndarray,
+    nucleus_map: np.ndarray,
+    out_dir: Path,
+    stem: str,
+    map_name: str = "mean_probability",
+) -> dict[str, Path]:
     """`<stem>_label.png` (or .tif), `<stem>.geojson` and `<stem>_nuclei.csv`, each atomically."""
     out_dir = Path(out_dir)
     outlines = nucleus_outlines(labels)
     table = nuclei_table(labels, image, nucleus_map, map_name)
     geojson = feature_collection(geojson_features(outlines, table))
-    return {"label": write_label_image(labels, out_dir / f"{stem}_label"),
-            "geojson": write_text_atomic(out_dir / f"{stem}.geojson", json.dumps(geojson)),
-            "table": write_text_atomic(out_dir / f"{stem}_nuclei.csv", table.to_csv(index=False))}
+    return {
+        "label": write_label_image(labels, out_dir / f"{stem}_label"),
+        "geojson": write_text_atomic(out_dir / f"{stem}.geojson", json.dumps(geojson)),
+        "table": write_text_atomic(out_dir / f"{stem}_nuclei.csv", table.to_csv(index=False)),
+    }

@@ -48,8 +48,10 @@ def load_predictor(path: str | Path, precision: str = "float32", engine: str = "
     if precision not in PRECISIONS:
         raise ModelLoadError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
     if precision != "float32" and path.suffix != ".keras":
-        raise ModelLoadError(f"{path}: --precision {precision} needs the model's .keras file (a SavedModel's "
-                             "graph is fixed in float32); pass <run>/<arch>/<patient>/model.keras")
+        raise ModelLoadError(
+            f"{path}: --precision {precision} needs the model's .keras file (a SavedModel's "
+            "graph is fixed in float32); pass <run>/<arch>/<patient>/model.keras"
+        )
     if path.is_dir() and (path / "saved_model.pb").is_file():
         import tensorflow as tf
 
@@ -67,8 +69,10 @@ def load_predictor(path: str | Path, precision: str = "float32", engine: str = "
         # eager call takes 0.79 s; with XLA (jit_compile=True) it took 0.82 s on the CPU, so no XLA.
         model.compile(jit_compile=False)
         return lambda batch: np.asarray(model.predict_on_batch(batch))
-    raise ModelLoadError(f"{path}: not a .keras file nor a SavedModel folder (with saved_model.pb). "
-                         "Pass <run>/<arch>/<patient>/model.keras or .../saved_model.")
+    raise ModelLoadError(
+        f"{path}: not a .keras file nor a SavedModel folder (with saved_model.pb). "
+        "Pass <run>/<arch>/<patient>/model.keras or .../saved_model."
+    )
 
 
 def model_predictor(model):
@@ -86,8 +90,10 @@ def check_tiling(tile: int, overlap: int) -> None:
     if tile < SIZE_MULTIPLE or tile % SIZE_MULTIPLE:
         raise InputError(f"--tile {tile}: the tile side must be a positive multiple of {SIZE_MULTIPLE} (e.g. 512).")
     if not 0 <= overlap < tile // 2:
-        raise InputError(f"--overlap {overlap}: the overlap must be at least 0 and less than half the tile "
-                         f"({tile // 2}); 64 is usual.")
+        raise InputError(
+            f"--overlap {overlap}: the overlap must be at least 0 and less than half the tile "
+            f"({tile // 2}); 64 is usual."
+        )
 
 
 def output_names(paths) -> list[str]:
@@ -108,8 +114,12 @@ def output_names(paths) -> list[str]:
         relative = path.relative_to(common)
         return "__".join([*relative.parent.parts, path.stem])
 
-    rules = [lambda path: path.stem, by_path, lambda path: f"{by_path(path)}_{path.suffix.lstrip('.').lower()}",
-             lambda path: f"{by_path(path)}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"]
+    rules = [
+        lambda path: path.stem,
+        by_path,
+        lambda path: f"{by_path(path)}_{path.suffix.lstrip('.').lower()}",
+        lambda path: f"{by_path(path)}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}",
+    ]
     names = [rules[0](path) for path in resolved]
     for rule in rules[1:]:
         clashing = {n for n in names if names.count(n) > 1}
@@ -122,6 +132,7 @@ def output_names(paths) -> list[str]:
 def with_tta(predictor):
     """The predictor averaged over the 8 flips and rotations of its input (the dihedral group of
     the square), each prediction turned back before it is added."""
+
     def predict(batch):
         total = 0.0
         for quarter_turns in range(4):
@@ -137,12 +148,14 @@ def with_tta(predictor):
 
 
 def output_kind_of(predictor) -> str:
-    """"probability" or "distance": what a predictor outputs, asked of the predictor itself."""
+    """ "probability" or "distance": what a predictor outputs, asked of the predictor itself."""
     channels = np.asarray(predictor(np.zeros((1, 32, 32, 3), np.float32))).shape[-1]
     return "distance" if channels == 1 else "probability"
 
 
-def predict_nucleus_map(predictor, image: np.ndarray, tile: int = 512, overlap: int = 64, tta: bool = False) -> np.ndarray:
+def predict_nucleus_map(
+    predictor, image: np.ndarray, tile: int = 512, overlap: int = 64, tta: bool = False
+) -> np.ndarray:
     """Nucleus map (H, W) float32 of an RGB image (H, W, 3), values 0..255: the nucleus
     probability, or DIST's distance in pixels."""
     check_tiling(tile, overlap)
@@ -157,8 +170,9 @@ def predict_nucleus_map(predictor, image: np.ndarray, tile: int = 512, overlap: 
     return stitched_map(ArrayRegion(image), tile, overlap, predictor)
 
 
-def write_prediction(nucleus_map: np.ndarray, mask: np.ndarray, out_dir: Path, stem: str,
-                     output_kind: str = "probability") -> tuple[Path, Path]:
+def write_prediction(
+    nucleus_map: np.ndarray, mask: np.ndarray, out_dir: Path, stem: str, output_kind: str = "probability"
+) -> tuple[Path, Path]:
     """`<stem>_prob.png` (nucleus probability x 255; DIST: `<stem>_dist.png`, the distance in
     pixels, clipped to 255: the output kind's map image) and `<stem>_mask.png` (the foreground, 0/255)."""
     from nucseg.postprocess.kinds import kind_named

@@ -53,7 +53,9 @@ class SlideRegion:
         read_side = max(1, round(side * plan.to_level0 / downsample))
         patch = self.slide.read_region((int(round(x0)), int(round(y0))), plan.level, (read_side, read_side))
         rgba = np.asarray(patch.resize((side, side), Image.BILINEAR) if read_side != side else patch)
-        rgb = np.where(rgba[..., 3:] > 0, rgba[..., :3], 255).astype(np.uint8)  # outside the slide: transparent -> white
+        rgb = np.where(rgba[..., 3:] > 0, rgba[..., :3], 255).astype(
+            np.uint8
+        )  # outside the slide: transparent -> white
         rgb[max(self.height - y, 0) :, :] = 255
         rgb[:, max(self.width - x, 0) :] = 255
         return rgb
@@ -70,8 +72,10 @@ def open_slide(path: str | Path):
     try:
         return openslide.OpenSlide(str(path))
     except (openslide.OpenSlideError, openslide.OpenSlideUnsupportedFormatError) as err:
-        raise SlideError(f"{path}: OpenSlide cannot read it ({err or type(err).__name__}); formats it reads: "
-                         ".svs, .ndpi, .mrxs, .scn, .bif, .czi, .dcm and tiled pyramidal TIFF") from err
+        raise SlideError(
+            f"{path}: OpenSlide cannot read it ({err or type(err).__name__}); formats it reads: "
+            ".svs, .ndpi, .mrxs, .scn, .bif, .czi, .dcm and tiled pyramidal TIFF"
+        ) from err
 
 
 def slide_mpp(slide, path, given: float | None = None) -> float:
@@ -80,8 +84,10 @@ def slide_mpp(slide, path, given: float | None = None) -> float:
         return float(given)
     value = slide.properties.get("openslide.mpp-x")
     if not value:
-        raise SlideError(f"{path}: the slide does not say its resolution (no openslide.mpp-x); pass --mpp with its "
-                         "microns per pixel at full resolution (0.25 for a 40x scan, 0.5 for 20x)")
+        raise SlideError(
+            f"{path}: the slide does not say its resolution (no openslide.mpp-x); pass --mpp with its "
+            "microns per pixel at full resolution (0.25 for a 40x scan, 0.5 for 20x)"
+        )
     return float(value)
 
 

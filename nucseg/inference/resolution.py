@@ -51,8 +51,13 @@ def resample(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarra
     """`array` (H, W[, C]) to `shape`: order 1 bilinear (images, maps), 0 nearest (labels)."""
     from skimage.transform import resize
 
-    out = resize(array, (*shape, *array.shape[2:]), order=order, preserve_range=True,
-                 anti_aliasing=order > 0 and shape[0] < array.shape[0])
+    out = resize(
+        array,
+        (*shape, *array.shape[2:]),
+        order=order,
+        preserve_range=True,
+        anti_aliasing=order > 0 and shape[0] < array.shape[0],
+    )
     return out.astype(array.dtype) if order == 0 else out
 
 
@@ -67,5 +72,7 @@ def predict_at_model_scale(nucleus_map_of, instances_of, image: np.ndarray, fact
     scaled = np.clip(resample(image.astype(np.float32), scaled_shape, 1).round(), 0, 255).astype(np.uint8)
     nucleus_map = nucleus_map_of(scaled)
     labels = instances_of(nucleus_map)
-    return (resample(nucleus_map.astype(np.float32), (height, width), 1).astype(np.float32),
-            resample(labels, (height, width), 0))
+    return (
+        resample(nucleus_map.astype(np.float32), (height, width), 1).astype(np.float32),
+        resample(labels, (height, width), 0),
+    )

@@ -20,8 +20,10 @@ def model_config(model_path: str | Path, output_kind: str):
     if config is None:
         return None, Config(arch=kind_named(output_kind).default_arch)
     if config.output_kind != output_kind:
-        raise InputError(f"{model_path}: its config.json says arch={config.arch} ({config.output_kind} output), but the "
-                         f"model outputs a {output_kind} map; the model and its config.json do not belong together.")
+        raise InputError(
+            f"{model_path}: its config.json says arch={config.arch} ({config.output_kind} output), but the "
+            f"model outputs a {output_kind} map; the model and its config.json do not belong together."
+        )
     return config, config
 
 

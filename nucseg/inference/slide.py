@@ -15,7 +15,8 @@ Resumable and bounded in memory: the tiles are processed in parts of `PART_TILES
 nuclei are written to `parts/NNNNN.json` (atomically) and a rerun skips the parts on disk. The
 outputs are then assembled from the parts in order, so a resumed run writes the same files as an
 uninterrupted one: `nuclei.geojson` (or `.geojson.gz`), `nuclei.csv`, `overview.png`,
-`slide.json`, and on request `labels.tif` (`label_image.py`). Coordinates are level-0 pixels of the slide (QuPath's); areas in µm², perimeters in µm.
+`slide.json`, and on request `labels.tif` (`label_image.py`). Coordinates are level-0 pixels of
+the slide (QuPath's); areas in µm², perimeters in µm.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ OVERVIEW_SIDE = 2048
 __all__ = ["SlideError", "choose_level", "tile_cores"]  # re-exported
 
 
-def plan_slide(slide, path, config, region=None, tile: int = 1024, overlap: int = 128, mpp: float | None = None) -> SlidePlan:
+def plan_slide(
+    slide, path, config, region=None, tile: int = 1024, overlap: int = 128, mpp: float | None = None
+) -> SlidePlan:
     base_mpp = slide_mpp(slide, path, mpp)
     full_w, full_h = slide.dimensions
     region = tuple(int(v) for v in (region or (0, 0, full_w, full_h)))
@@ -80,9 +83,22 @@ def nuclei_pool(workers: int):
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
-def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int = 128, batch_size: int = 2,
-              region=None, mpp: float | None = None, gzip_geojson: bool = False, verbose: int = 1,
-              timings: dict | None = None, nuclei_workers: int | None = None, label_image: bool = False) -> dict:
+def run_slide(
+    predictor,
+    config,
+    path,
+    out_dir,
+    tile: int = 1024,
+    overlap: int = 128,
+    batch_size: int = 2,
+    region=None,
+    mpp: float | None = None,
+    gzip_geojson: bool = False,
+    verbose: int = 1,
+    timings: dict | None = None,
+    nuclei_workers: int | None = None,
+    label_image: bool = False,
+) -> dict:
     """Nuclei of a slide (or of a region of it) into out_dir; returns the summary (slide.json).
     `nuclei_workers`: processes that find the nuclei (default: one per CPU; 0: a thread).
     `timings`, where given, gets the seconds spent in each stage (read, predict, nuclei, wait,
@@ -105,8 +121,17 @@ def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int =
     bar = _progress(len(plan.tiles), verbose)
     done = 0
     map_name = kind_of(config).map_column
-    find_nuclei = functools.partial(timed, functools.partial(batch_nuclei, plan, config, tile_cores(plan.width, tile, overlap),
-                                                              tile_cores(plan.height, tile, overlap), map_name))
+    find_nuclei = functools.partial(
+        timed,
+        functools.partial(
+            batch_nuclei,
+            plan,
+            config,
+            tile_cores(plan.width, tile, overlap),
+            tile_cores(plan.height, tile, overlap),
+            map_name,
+        ),
+    )
     timings = timings if timings is not None else {}
     for stage in ("read", "predict", "nuclei", "wait", "assemble"):
         timings.setdefault(stage, 0.0)
@@ -115,24 +140,30 @@ def run_slide(predictor, config, path, out_dir, tile: int = 1024, overlap: int =
         for number, part in enumerate(parts):
             part_path = out_dir / "parts" / f"{number:05d}.json"
             if not part_path.is_file():
-                write_json_atomic(part_path, _part_nuclei(slide, plan, part, predictor, batch_size, find_nuclei,
-                                                          pool, max(workers, 1) + 1, timings))
+                write_json_atomic(
+                    part_path,
+                    _part_nuclei(
+                        slide, plan, part, predictor, batch_size, find_nuclei, pool, max(workers, 1) + 1, timings
+                    ),
+                )
             done += len(part)
             if bar:
                 bar.update(done)
     assembling = time.perf_counter()
     summary = _assemble(slide, plan, out_dir, len(parts), gzip_geojson)
     if label_image:
-        summary["label_image"] = write_label_tiff(out_dir / "labels.tif", _outlines(plan, out_dir, len(parts)), plan.width,
-                                                  plan.height, plan.mpp, plan.tile).name
+        summary["label_image"] = write_label_tiff(
+            out_dir / "labels.tif", _outlines(plan, out_dir, len(parts)), plan.width, plan.height, plan.mpp, plan.tile
+        ).name
     timings["assemble"] += time.perf_counter() - assembling
     summary["seconds"] = round(time.perf_counter() - start, 1)
     write_json_atomic(out_dir / "slide.json", summary)
     return summary
 
 
-def _part_nuclei(slide, plan: SlidePlan, part, predictor, batch_size: int, find_nuclei, pool, in_flight: int,
-                 timings: dict) -> dict:
+def _part_nuclei(
+    slide, plan: SlidePlan, part, predictor, batch_size: int, find_nuclei, pool, in_flight: int, timings: dict
+) -> dict:
     """The nuclei of a part's tiles (what parts/NNNNN.json holds), batch by batch: each batch's
     nuclei are found (`find_nuclei(group, images, maps)`) in `pool` while the next batches are
     read and predicted; at most `in_flight` batches wait there (memory stays bounded)."""
@@ -145,7 +176,9 @@ def _part_nuclei(slide, plan: SlidePlan, part, predictor, batch_size: int, find_
         timings["nuclei"] += seconds
         found.extend(result)
 
-    for group, images, maps in predicted_batches(SlideRegion(slide, plan), part, plan.tile, predictor, batch_size, timings):
+    for group, images, maps in predicted_batches(
+        SlideRegion(slide, plan), part, plan.tile, predictor, batch_size, timings
+    ):
         pending.append(pool.submit(find_nuclei, group, images, maps))
         while len(pending) >= in_flight:
             collect_oldest()
@@ -153,8 +186,12 @@ def _part_nuclei(slide, plan: SlidePlan, part, predictor, batch_size: int, find_
         collect_oldest()
     tables = [table for features, table, _ in found if features]
     rows = pd.concat(tables) if tables else pd.DataFrame()
-    return {"features": [feature for features, _, _ in found for feature in features], "columns": list(rows.columns),
-            "rows": rows.to_numpy().tolist(), "cut": sum(cut for _, _, cut in found)}
+    return {
+        "features": [feature for features, _, _ in found for feature in features],
+        "columns": list(rows.columns),
+        "rows": rows.to_numpy().tolist(),
+        "cut": sum(cut for _, _, cut in found),
+    }
 
 
 def _progress(total: int, verbose: int):
@@ -172,8 +209,10 @@ def _claim(out_dir: Path, plan: SlidePlan, config) -> None:
     if path.is_file():
         previous = json.loads(path.read_text())
         if {k: previous.get(k) for k in identity} != identity:
-            raise SlideError(f"{out_dir} holds the nuclei of another slide, region, tiling or model "
-                             f"({previous.get('slide')}); use another --out folder, or delete this one to start again")
+            raise SlideError(
+                f"{out_dir} holds the nuclei of another slide, region, tiling or model "
+                f"({previous.get('slide')}); use another --out folder, or delete this one to start again"
+            )
         return
     write_json_atomic(path, {**identity, "region": plan.region, "level": plan.level, "tiles": len(plan.tiles)})
 
@@ -204,8 +243,11 @@ def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson:
                 cut += part["cut"]
                 for feature, values in zip(part["features"], part["rows"]):
                     count += 1
-                    feature["properties"] = {**feature["properties"], "name": f"nucleus {count}",
-                                             "classification": NUCLEUS_CLASS}
+                    feature["properties"] = {
+                        **feature["properties"],
+                        "name": f"nucleus {count}",
+                        "classification": NUCLEUS_CLASS,
+                    }
                     feature["properties"]["measurements"]["id"] = count
                     handle.write((",\n" if count > 1 else "") + json.dumps(feature))
                     if columns is None:
@@ -213,16 +255,28 @@ def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson:
                         csv.writer(table).writerow(columns)
                     csv.writer(table).writerow([count, *values])
                     ring = feature["geometry"]["coordinates"][0]
-                    draw.line([((px - plan.region[0]) / per_pixel, (py - plan.region[1]) / per_pixel) for px, py in ring],
-                              fill=(0, 255, 0), width=1)
+                    draw.line(
+                        [((px - plan.region[0]) / per_pixel, (py - plan.region[1]) / per_pixel) for px, py in ring],
+                        fill=(0, 255, 0),
+                        width=1,
+                    )
             handle.write("\n]}\n")
 
     save_with(out_dir / name, write_geojson, suffix=".gz" if gzip_geojson else ".geojson")
     write_text_atomic(out_dir / "nuclei.csv", table.getvalue() or "id\n")
     write_png_atomic(out_dir / "overview.png", np.asarray(overview))
     x, y, w, h = plan.region
-    return {"slide": plan.slide, "region": [x, y, w, h], "level": plan.level, "mpp": plan.mpp,
-            "tiles": len(plan.tiles), "nuclei": count, "cut": cut, "megapixels": round(w * h / 1e6, 2), "geojson": name}
+    return {
+        "slide": plan.slide,
+        "region": [x, y, w, h],
+        "level": plan.level,
+        "mpp": plan.mpp,
+        "tiles": len(plan.tiles),
+        "nuclei": count,
+        "cut": cut,
+        "megapixels": round(w * h / 1e6, 2),
+        "geojson": name,
+    }
 
 
 def _outlines(plan: SlidePlan, out_dir: Path, n_parts: int):

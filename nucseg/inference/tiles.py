@@ -64,9 +64,19 @@ def kept_nuclei(labels: np.ndarray, plan: SlidePlan, tx: int, ty: int, core_x, c
     if not len(ids):
         return [], 0
     centroids = np.asarray(ndimage.center_of_mass(np.ones_like(labels), labels, ids)).reshape(-1, 2)
-    interior = {"top": ty > 0, "left": tx > 0, "bottom": ty + plan.tile < plan.height, "right": tx + plan.tile < plan.width}
+    interior = {
+        "top": ty > 0,
+        "left": tx > 0,
+        "bottom": ty + plan.tile < plan.height,
+        "right": tx + plan.tile < plan.width,
+    }
     edge = np.zeros(labels.shape, bool)
-    edge[0, :], edge[-1, :], edge[:, 0], edge[:, -1] = interior["top"], interior["bottom"], interior["left"], interior["right"]
+    edge[0, :], edge[-1, :], edge[:, 0], edge[:, -1] = (
+        interior["top"],
+        interior["bottom"],
+        interior["left"],
+        interior["right"],
+    )
     touching = set(np.unique(labels[edge & (labels > 0)]).tolist())
     kept, cut = [], 0
     for index, (cy, cx) in zip(ids, centroids):
@@ -96,19 +106,34 @@ def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, cor
     scale, (x0, y0) = plan.to_level0, plan.region[:2]
     for feature in features:
         ring = feature["geometry"]["coordinates"][0]
-        feature["geometry"]["coordinates"] = [[[round(x0 + (tx + px) * scale, 2), round(y0 + (ty + py) * scale, 2)]
-                                               for px, py in ring]]
+        feature["geometry"]["coordinates"] = [
+            [[round(x0 + (tx + px) * scale, 2), round(y0 + (ty + py) * scale, 2)] for px, py in ring]
+        ]
     table["centroid_x"] = x0 + (tx + table["centroid_x"]) * scale
     table["centroid_y"] = y0 + (ty + table["centroid_y"]) * scale
     return features, table.drop(columns="id"), cut
 
 
-def batch_nuclei(plan: SlidePlan, config, cores_x: dict, cores_y: dict, map_name: str, group, images, maps) -> list[tuple]:
+def batch_nuclei(
+    plan: SlidePlan, config, cores_x: dict, cores_y: dict, map_name: str, group, images, maps
+) -> list[tuple]:
     """tile_nuclei of each tile of a predicted batch (what a nuclei worker runs)."""
     from nucseg.postprocess.kinds import instances_from_config
 
-    return [tile_nuclei(instances_from_config(nucleus_map, config), image, nucleus_map, plan, tx, ty, cores_x[tx],
-                        cores_y[ty], map_name) for (tx, ty), image, nucleus_map in zip(group, images, maps)]
+    return [
+        tile_nuclei(
+            instances_from_config(nucleus_map, config),
+            image,
+            nucleus_map,
+            plan,
+            tx,
+            ty,
+            cores_x[tx],
+            cores_y[ty],
+            map_name,
+        )
+        for (tx, ty), image, nucleus_map in zip(group, images, maps)
+    ]
 
 
 def timed(function, *args) -> tuple[list, float]:

@@ -9,15 +9,27 @@ from nucseg.models.blocks import OUTPUT_LAYERS, MaxUnpooling2D, PerImageStandard
 from nucseg.models.nets import SIZE_MULTIPLE, deconvnet, fcn8, pangnet, unet
 from nucseg.models.vgg import EncoderWeightsError
 
-__all__ = ["build_model", "custom_objects", "pangnet", "fcn8", "deconvnet", "unet", "MaxUnpooling2D", "SIZE_MULTIPLE",
-           "EncoderWeightsError"]
+__all__ = [
+    "build_model",
+    "custom_objects",
+    "pangnet",
+    "fcn8",
+    "deconvnet",
+    "unet",
+    "MaxUnpooling2D",
+    "SIZE_MULTIPLE",
+    "EncoderWeightsError",
+]
 
 
 def custom_objects() -> dict:
     """What nucseg's `.keras` files name beyond Keras itself; pass it to `keras.models.load_model`."""
-    return {"nucseg>MaxUnpooling2D": MaxUnpooling2D, "nucseg>PerImageStandardization": PerImageStandardization,
-            "nucseg>masked_weighted_cross_entropy": masked_weighted_cross_entropy,
-            "nucseg>masked_mean_squared_error": masked_mean_squared_error}
+    return {
+        "nucseg>MaxUnpooling2D": MaxUnpooling2D,
+        "nucseg>PerImageStandardization": PerImageStandardization,
+        "nucseg>masked_weighted_cross_entropy": masked_weighted_cross_entropy,
+        "nucseg>masked_mean_squared_error": masked_mean_squared_error,
+    }
 
 
 def build_model(config) -> keras.Model:
@@ -27,14 +39,29 @@ def build_model(config) -> keras.Model:
     config.seed) and no global dtype policy (mixed precision is set on the model's own layers)."""
     builders = {
         "pangnet": lambda: pangnet(config.input_norm),
-        "unet": lambda: unet(config.base_filters, config.unet_depth, config.batch_norm, config.input_norm,
-                             grid=config.grid, separable=config.separable),
-        "dist": lambda: unet(config.base_filters, config.unet_depth, config.batch_norm, config.input_norm,
-                             output="distance", grid=config.grid, separable=config.separable),
-        "fcn8": lambda: fcn8(config.base_filters, config.fc_filters, config.encoder_weights, config.batch_norm,
-                             config.input_norm),
-        "deconvnet": lambda: deconvnet(config.base_filters, config.fc_filters, config.encoder_weights,
-                                       config.batch_norm, config.input_norm),
+        "unet": lambda: unet(
+            config.base_filters,
+            config.unet_depth,
+            config.batch_norm,
+            config.input_norm,
+            grid=config.grid,
+            separable=config.separable,
+        ),
+        "dist": lambda: unet(
+            config.base_filters,
+            config.unet_depth,
+            config.batch_norm,
+            config.input_norm,
+            output="distance",
+            grid=config.grid,
+            separable=config.separable,
+        ),
+        "fcn8": lambda: fcn8(
+            config.base_filters, config.fc_filters, config.encoder_weights, config.batch_norm, config.input_norm
+        ),
+        "deconvnet": lambda: deconvnet(
+            config.base_filters, config.fc_filters, config.encoder_weights, config.batch_norm, config.input_norm
+        ),
     }
     model = builders[config.arch]()
     return in_mixed_precision(model) if config.mixed_precision else model
@@ -44,6 +71,7 @@ def in_mixed_precision(model: keras.Model, policy: str = "mixed_float16") -> ker
     """The same net with 16-bit compute (`policy`: "mixed_float16" for GPUs, "mixed_bfloat16" for
     CPUs with AVX512_BF16 and TPUs) in every layer but the output (float32 probabilities or
     distance), and the same weights (pretrained encoder and fixed normalisation included)."""
+
     def mixed(layer):
         config = layer.get_config()
         if layer.name not in OUTPUT_LAYERS:

@@ -70,8 +70,9 @@ def imagenet_caffe(inputs):
     return outputs
 
 
-def conv_block(x, filters: int, n_convs: int, name: str, batch_norm: bool = False, kernel_size: int = 3,
-               separable: bool = False):
+def conv_block(
+    x, filters: int, n_convs: int, name: str, batch_norm: bool = False, kernel_size: int = 3, separable: bool = False
+):
     """n_convs of (3x3 convolution, batch norm if asked, ReLU); layer i is `{name}_conv{i}`.
     separable: depthwise-separable convolutions (a 3x3 per channel, then a 1x1 across channels)."""
     convolution = layers.SeparableConv2D if separable else layers.Conv2D

@@ -25,8 +25,15 @@ def pangnet(input_norm: str = "unit") -> keras.Model:
     return keras.Model(inputs, score_head(x), name="pangnet")
 
 
-def unet(base_filters: int = 64, depth: int = 4, batch_norm: bool = True, input_norm: str = "unit",
-         output: str = "probability", grid: int = 1, separable: bool = False) -> keras.Model:
+def unet(
+    base_filters: int = 64,
+    depth: int = 4,
+    batch_norm: bool = True,
+    input_norm: str = "unit",
+    output: str = "probability",
+    grid: int = 1,
+    separable: bool = False,
+) -> keras.Model:
     """Ronneberger et al.'s U-Net: base_filters * 2**level, `depth` poolings, skip concatenations.
     output="distance": the same net with DIST's head (one linear channel) instead of the class scores.
 
@@ -40,8 +47,9 @@ def unet(base_filters: int = 64, depth: int = 4, batch_norm: bool = True, input_
         x = conv_block(x, max(base_filters // 2, 4), 1, name="grid", batch_norm=batch_norm)
         x = layers.MaxPooling2D(2, name="grid_pool")(x)
     for level in range(depth):
-        x = conv_block(x, base_filters * 2**level, 2, name=f"down{level}", batch_norm=batch_norm,
-                       separable=separable and level > 0)
+        x = conv_block(
+            x, base_filters * 2**level, 2, name=f"down{level}", batch_norm=batch_norm, separable=separable and level > 0
+        )
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"down{level}_pool")(x)
     x = conv_block(x, base_filters * 2**depth, 2, name="bottom", batch_norm=batch_norm, separable=separable)
@@ -75,8 +83,13 @@ def _fully_convolutional_head(x, fc_filters: int, dropout: float = 0.5):
     return layers.Dropout(dropout, name="fc7_dropout")(x)
 
 
-def fcn8(base_filters: int = 64, fc_filters: int = 4096, encoder_weights=None, batch_norm: bool = False,
-         input_norm: str = "unit") -> keras.Model:
+def fcn8(
+    base_filters: int = 64,
+    fc_filters: int = 4096,
+    encoder_weights=None,
+    batch_norm: bool = False,
+    input_norm: str = "unit",
+) -> keras.Model:
     """Long et al.'s FCN-8s: scores from fc7, pool4 and pool3 fused by learned 2x, 2x, 8x upsampling."""
     inputs, (_, pooled) = _vgg_start(base_filters, encoder_weights, batch_norm, input_norm)
     x = _fully_convolutional_head(pooled[5], fc_filters)
@@ -92,8 +105,13 @@ def fcn8(base_filters: int = 64, fc_filters: int = 4096, encoder_weights=None, b
     return model
 
 
-def deconvnet(base_filters: int = 64, fc_filters: int = 4096, encoder_weights=None, batch_norm: bool = True,
-              input_norm: str = "unit") -> keras.Model:
+def deconvnet(
+    base_filters: int = 64,
+    fc_filters: int = 4096,
+    encoder_weights=None,
+    batch_norm: bool = True,
+    input_norm: str = "unit",
+) -> keras.Model:
     """Noh et al.'s DeconvNet: VGG16 encoder, then a mirrored decoder of unpooling with the
     pooling switches and convolution blocks; no skip connections."""
     inputs, (before_pool, pooled) = _vgg_start(base_filters, encoder_weights, batch_norm, input_norm)

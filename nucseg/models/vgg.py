@@ -42,7 +42,10 @@ def reference_vgg16(weights):
                 f"machine with internet, copy it here and pass its path: encoder_weights=/path/to/{NO_TOP_FILE} "
                 f"(CLI: --set encoder_weights=/path/to/{NO_TOP_FILE}), or train from scratch with encoder_weights=None."
             ) from err
-        raise EncoderWeightsError(f"cannot load VGG16 weights from {weights}: {err}. Pass the no-top VGG16 file {NO_TOP_FILE} or a .weights.h5 saved from keras.applications.VGG16(include_top=False).") from err
+        raise EncoderWeightsError(
+            f"cannot load VGG16 weights from {weights}: {err}. Pass the no-top VGG16 file {NO_TOP_FILE} or a "
+            ".weights.h5 saved from keras.applications.VGG16(include_top=False)."
+        ) from err
 
 
 def load_encoder_weights(model: keras.Model, weights) -> None:

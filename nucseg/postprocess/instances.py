@@ -46,16 +46,22 @@ def _split(distance: np.ndarray, mask: np.ndarray, peaks: np.ndarray, min_size: 
     return relabel_sequential(labels)[0].astype(np.uint16)
 
 
-def instances_from_probability(probability: np.ndarray, threshold: float = 0.5, min_size: int = 30,
-                               min_distance: int = 10, footprint: int = 17) -> np.ndarray:
+def instances_from_probability(
+    probability: np.ndarray, threshold: float = 0.5, min_size: int = 30, min_distance: int = 10, footprint: int = 17
+) -> np.ndarray:
     """uint16 label image: 0 background, 1..N nuclei."""
     mask = _without_small(fill_holes(np.asarray(probability) > threshold), min_size)
     if not mask.any():
         return np.zeros(mask.shape, np.uint16)
     distance = ndimage.distance_transform_edt(mask)
     components, _ = ndimage.label(mask)
-    peaks = peak_local_max(distance, min_distance=min_distance, footprint=np.ones((footprint, footprint)),
-                           labels=components, exclude_border=False)
+    peaks = peak_local_max(
+        distance,
+        min_distance=min_distance,
+        footprint=np.ones((footprint, footprint)),
+        labels=components,
+        exclude_border=False,
+    )
     return _split(distance, mask, peaks, min_size)
 
 
@@ -70,8 +76,8 @@ def distance_maxima(distance: np.ndarray, h: float, above: float | None = None) 
     way inside is the higher; the piece's highest maximum is always kept, and where the whole
     image does not keep it, no other maximum of its piece stands h above its saddle either, so
     the piece is one nucleus both ways. (Tested in tests/test_dist.py; 0.48 s -> 0.13 s for a
-    1024 x 1024 tile: results/measured/speed/postprocess.txt.) Without `above`, the whole image at once: what the choice of
-    post-processing uses, once per h for all its thresholds."""
+    1024 x 1024 tile: results/measured/speed/postprocess.txt.) Without `above`, the whole image at
+    once: what the choice of post-processing uses, once per h for all its thresholds."""
     distance = np.maximum(np.asarray(distance, np.float32), 0)
     if above is None:
         return h_maxima(distance, np.float32(h)).astype(bool)
@@ -104,8 +110,9 @@ def _maxima_per_piece(distance: np.ndarray, h: float, foreground: np.ndarray) ->
     return maxima
 
 
-def instances_from_distance(distance: np.ndarray, threshold: float = 0.5, h: float = 1.0, min_size: int = 30,
-                            maxima: np.ndarray | None = None) -> np.ndarray:
+def instances_from_distance(
+    distance: np.ndarray, threshold: float = 0.5, h: float = 1.0, min_size: int = 30, maxima: np.ndarray | None = None
+) -> np.ndarray:
     """DIST's dynamic watershed: uint16 label image from a predicted distance map (pixels).
     `maxima`: distance_maxima(distance, h), where the caller has it already."""
     distance = np.asarray(distance, np.float32)

@@ -23,6 +23,7 @@ class ProbabilityKind:
 
     name = "probability"
     default_arch = "unet"  # the post-processing defaults of a model that comes without its config.json
+
     # The head and the loss are imported when asked for (they need Keras): finding nuclei does
     # not, so the slide's nuclei workers start without TensorFlow.
     @property
@@ -49,8 +50,13 @@ class ProbabilityKind:
         return np.asarray(nucleus_map) > config.threshold
 
     def instances(self, nucleus_map: np.ndarray, config, cache: dict | None = None) -> np.ndarray:
-        return instances_from_probability(nucleus_map, config.threshold, config.min_object_size,
-                                          config.watershed_min_distance, config.watershed_footprint)
+        return instances_from_probability(
+            nucleus_map,
+            config.threshold,
+            config.min_object_size,
+            config.watershed_min_distance,
+            config.watershed_footprint,
+        )
 
     def map_image(self, nucleus_map: np.ndarray) -> np.ndarray:
         """The map as an 8-bit image: probability x 255."""
@@ -66,6 +72,7 @@ class DistanceKind:
 
     name = "distance"
     default_arch = "dist"
+
     @property
     def head(self):
         from nucseg.models.blocks import distance_head
@@ -97,8 +104,9 @@ class DistanceKind:
             if key not in cache:
                 cache[key] = distance_maxima(nucleus_map, config.dist_lambda)
             maxima = cache[key]
-        return instances_from_distance(nucleus_map, config.dist_threshold, config.dist_lambda, config.min_object_size,
-                                       maxima=maxima)
+        return instances_from_distance(
+            nucleus_map, config.dist_threshold, config.dist_lambda, config.min_object_size, maxima=maxima
+        )
 
     def map_image(self, nucleus_map: np.ndarray) -> np.ndarray:
         """The map as an 8-bit image: the distance in pixels, clipped to 255."""

@@ -44,8 +44,10 @@ def choose_postprocess(nucleus_maps: list[np.ndarray], labels: list[np.ndarray],
     for values in itertools.product(*grid.values()):
         setting = _with_footprint(dict(zip(grid, values)))
         trial = config.replace(**setting)
-        counts = sum((object_counts(kind.instances(m, trial, maxima_cache), label) for m, label in zip(nucleus_maps, labels)),
-                     ObjectCounts())
+        counts = sum(
+            (object_counts(kind.instances(m, trial, maxima_cache), label) for m, label in zip(nucleus_maps, labels)),
+            ObjectCounts(),
+        )
         aji = counts.scores()["aji"]
         if aji > best_aji:
             best, best_aji = setting, aji
@@ -68,6 +70,8 @@ def with_saved_postprocess(config, out_dir: Path):
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         from nucseg.errors import InputError
 
-        raise InputError(f"{path}: not readable ({err}); it was cut short or edited by hand. Remove it to use the "
-                         "default post-processing, or train the fold again.") from err
+        raise InputError(
+            f"{path}: not readable ({err}); it was cut short or edited by hand. Remove it to use the "
+            "default post-processing, or train the fold again."
+        ) from err
     return config.replace(**{k: chosen[k] for k in CHOSEN_FIELDS if k in chosen})

@@ -37,19 +37,22 @@ def available() -> list[str]:
 
 def path(name: str = DEFAULT) -> Path:
     """The folder of a shipped model, its files checked against SHA256SUMS."""
-    name = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    name = name[len(PREFIX) :] if name.startswith(PREFIX) else name
     folder = ROOT / name.replace("-", "_")
     if not (folder / "SHA256SUMS").is_file():
-        raise PretrainedError(f"no pretrained model {name!r} in nucseg; the shipped ones are: "
-                              f"{', '.join(available()) or 'none'}")
+        raise PretrainedError(
+            f"no pretrained model {name!r} in nucseg; the shipped ones are: {', '.join(available()) or 'none'}"
+        )
     expected = dict(line.split()[::-1] for line in (folder / "SHA256SUMS").read_text().splitlines() if line.strip())
     for file in CHECKED_FILES:
         if file not in expected:
             continue
         actual = hashlib.sha256((folder / file).read_bytes()).hexdigest() if (folder / file).is_file() else "missing"
         if actual != expected[file]:
-            raise PretrainedError(f"{folder / file}: its SHA-256 is {actual[:16]}..., not the {expected[file][:16]}... "
-                                  "it shipped with: the installed copy is damaged or altered. Reinstall nucseg.")
+            raise PretrainedError(
+                f"{folder / file}: its SHA-256 is {actual[:16]}..., not the {expected[file][:16]}... "
+                "it shipped with: the installed copy is damaged or altered. Reinstall nucseg."
+            )
     return folder
 
 

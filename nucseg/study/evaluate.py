@@ -34,8 +34,15 @@ def score_nucleus_maps(nucleus_map, tiles: list[Tile], config, kind=None) -> lis
     for tile in tiles:
         map_ = nucleus_map(tile.image)
         instances = kind.instances(map_, config)
-        predictions.append(TilePrediction(tile, map_, instances, pixel_counts(kind.foreground(map_, config), tile.label),
-                                          object_counts(instances, tile.label)))
+        predictions.append(
+            TilePrediction(
+                tile,
+                map_,
+                instances,
+                pixel_counts(kind.foreground(map_, config), tile.label),
+                object_counts(instances, tile.label),
+            )
+        )
     return predictions
 
 
@@ -61,8 +68,10 @@ def pooled_scores(predictions: list[TilePrediction]) -> dict[str, float]:
 
 
 def tile_rows(method: str, predictions: list[TilePrediction]) -> list[dict]:
-    return [{"method": method, "patient": p.tile.patient, "tile": p.tile.tile_id,
-             **all_scores(p.pixels, p.objects)} for p in predictions]
+    return [
+        {"method": method, "patient": p.tile.patient, "tile": p.tile.tile_id, **all_scores(p.pixels, p.objects)}
+        for p in predictions
+    ]
 
 
 def patient_rows(method: str, predictions: list[TilePrediction]) -> list[dict]:
@@ -71,8 +80,15 @@ def patient_rows(method: str, predictions: list[TilePrediction]) -> list[dict]:
     rows = []
     for patient in patients:
         scores = pooled_scores([p for p in predictions if p.tile.patient == patient])
-        rows.append({"arch": method, "val_patient": patient, **scores, "flags": "empty" if np.isnan(scores["tpr"]) else "",
-                     "steps": 0})
+        rows.append(
+            {
+                "arch": method,
+                "val_patient": patient,
+                **scores,
+                "flags": "empty" if np.isnan(scores["tpr"]) else "",
+                "steps": 0,
+            }
+        )
     return rows
 
 

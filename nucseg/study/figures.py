@@ -86,7 +86,9 @@ def dataset_histograms_figure(tiles):
 
 def sample_tiles_figure(tiles, per_patient: int = 1):
     """The first tile(s) of each patient with the outlines of its annotated nuclei."""
-    chosen = [t for p in dict.fromkeys(t.patient for t in tiles) for t in [x for x in tiles if x.patient == p][:per_patient]]
+    chosen = [
+        t for p in dict.fromkeys(t.patient for t in tiles) for t in [x for x in tiles if x.patient == p][:per_patient]
+    ]
     figure, axes = plt.subplots(1, len(chosen), figsize=(3.2 * len(chosen), 3.4))
     for axis, tile in zip(np.atleast_1d(axes), chosen):
         axis.imshow(outlined(tile.image, tile.label))

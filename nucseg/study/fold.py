@@ -45,8 +45,9 @@ def choose_on_training_tiles(model: keras.Model, train_tiles: list[Tile], config
     return choose_postprocess(nucleus_maps, [t.label for t in chosen], config)
 
 
-def train_fold(config: Config, tiles: list[Tile], val_patient: str | None, out_dir: str | Path,
-               verbose: int = 1) -> FoldResult:
+def train_fold(
+    config: Config, tiles: list[Tile], val_patient: str | None, out_dir: str | Path, verbose: int = 1
+) -> FoldResult:
     """Train on every patient but `val_patient`, export, score `val_patient`. With val_patient
     None: train on every patient (a model to use elsewhere), export, score nothing."""
     out_dir = Path(out_dir)
@@ -54,7 +55,9 @@ def train_fold(config: Config, tiles: list[Tile], val_patient: str | None, out_d
     claim_folder(out_dir, config)
     if (out_dir / SCORES).is_file():
         done = json.loads((out_dir / SCORES).read_text())
-        return FoldResult(val_patient, done["scores"], done["steps"], done["seconds"], out_dir, flags=done.get("flags", ""))
+        return FoldResult(
+            val_patient, done["scores"], done["steps"], done["seconds"], out_dir, flags=done.get("flags", "")
+        )
 
     start = time.perf_counter()
     train_tiles = [t for t in tiles if t.patient in train_patients]
@@ -68,8 +71,17 @@ def train_fold(config: Config, tiles: list[Tile], val_patient: str | None, out_d
         predictions, scores = score_held_out(model, held_out, with_saved_postprocess(config, out_dir))
     flags = fold_flags(scores, [loss for _, loss in sorted(read_epoch_losses(out_dir).items())])
     steps, seconds = int(model.optimizer.iterations), round(time.perf_counter() - start, 1)
-    write_json_atomic(out_dir / SCORES, {"val_patient": val_patient, "scores": scores, "flags": flags, "steps": steps,
-                                         "seconds": seconds, "config_hash": config.config_hash(),
-                                         "train_patients": sorted(train_patients)})
+    write_json_atomic(
+        out_dir / SCORES,
+        {
+            "val_patient": val_patient,
+            "scores": scores,
+            "flags": flags,
+            "steps": steps,
+            "seconds": seconds,
+            "config_hash": config.config_hash(),
+            "train_patients": sorted(train_patients),
+        },
+    )
     (out_dir / CHECKPOINT).unlink(missing_ok=True)
     return FoldResult(val_patient, scores, steps, seconds, out_dir, predictions, flags)

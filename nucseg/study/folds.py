@@ -20,8 +20,10 @@ class Fold:
 def lopo_folds(patients) -> list[Fold]:
     patients = sorted(set(patients))
     if len(patients) < 2:
-        raise FoldError(f"leave-one-patient-out needs at least 2 patients; this data set has {len(patients)} "
-                        f"({', '.join(patients) or 'none'}). Add patients, or check that each patient has its own folder.")
+        raise FoldError(
+            f"leave-one-patient-out needs at least 2 patients; this data set has {len(patients)} "
+            f"({', '.join(patients) or 'none'}). Add patients, or check that each patient has its own folder."
+        )
     return [Fold(p, tuple(q for q in patients if q != p)) for p in patients]
 
 
@@ -35,5 +37,7 @@ def check_patients(patients, asked) -> None:
     """FoldError naming every asked patient that the data set does not have."""
     unknown = [p for p in asked if p not in set(patients)]
     if unknown:
-        raise FoldError(f"patient(s) {', '.join(map(repr, unknown))} not in the data set; its patients are "
-                        f"{', '.join(sorted(set(patients)))}.")
+        raise FoldError(
+            f"patient(s) {', '.join(map(repr, unknown))} not in the data set; its patients are "
+            f"{', '.join(sorted(set(patients)))}."
+        )

@@ -26,9 +26,11 @@ def fold_flags(scores: dict, epoch_losses: list[float]) -> str:
 
 
 def describe_flags(flags: str) -> str:
-    meanings = {"empty": "the held-out labels hold no nucleus: sensitivity (TPR) and Perf are undefined (NaN) and "
-                         "left out of the means",
-                "one-class": f"predicts one class almost everywhere (nucleus fraction outside "
-                             f"{ONE_CLASS_BELOW}..{ONE_CLASS_ABOVE})",
-                "loss-stuck": f"the training loss ended above {STUCK_RATIO:.0%} of its first epoch's"}
+    meanings = {
+        "empty": "the held-out labels hold no nucleus: sensitivity (TPR) and Perf are undefined (NaN) and "
+        "left out of the means",
+        "one-class": f"predicts one class almost everywhere (nucleus fraction outside "
+        f"{ONE_CLASS_BELOW}..{ONE_CLASS_ABOVE})",
+        "loss-stuck": f"the training loss ended above {STUCK_RATIO:.0%} of its first epoch's",
+    }
     return "; ".join(meanings[f] for f in flags.split(";") if f)

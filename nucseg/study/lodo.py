@@ -33,7 +33,18 @@ from nucseg.postprocess.tuning import with_saved_postprocess
 
 logger = logging.getLogger(__name__)
 
-LODO_COLUMNS = ["arch", "left_out", "method", "patients", "tiles", *SUMMARY_SCORES, "iou", "tpr", "seconds", "config_hash"]
+LODO_COLUMNS = [
+    "arch",
+    "left_out",
+    "method",
+    "patients",
+    "tiles",
+    *SUMMARY_SCORES,
+    "iou",
+    "tpr",
+    "seconds",
+    "config_hash",
+]
 
 
 def dataset_names(config: Config) -> list[str]:
@@ -51,8 +62,10 @@ def score_left_out(model_dir: Path, config: Config, tiles: list[Tile], arch_name
 
     predictor = load_predictor(model_dir / "model.keras")
     fold_config = with_saved_postprocess(config, model_dir)
-    methods = {arch_name: (lambda image: predict_nucleus_map(predictor, image, tta=fold_config.tta), fold_config),
-               BASELINE_NAME: baseline_method(fold_config)}
+    methods = {
+        arch_name: (lambda image: predict_nucleus_map(predictor, image, tta=fold_config.tta), fold_config),
+        BASELINE_NAME: baseline_method(fold_config),
+    }
     _, patients = evaluate_methods(methods, tiles)
     return patients
 
@@ -91,19 +104,32 @@ def run_lodo(config: Config, archs, out_dir: str | Path, verbose: int = 1, runne
             if ((done["arch"] == arch) & (done["left_out"] == left_out)).any():
                 logger.info(f"{arch} / without {left_out}: done earlier, skipped")
                 continue
-            logger.info(f"{arch} / without {left_out}: training on {', '.join(n for n in names if n != left_out)}, "
-                f"scoring {left_out}")
+            logger.info(
+                f"{arch} / without {left_out}: training on {', '.join(n for n in names if n != left_out)}, "
+                f"scoring {left_out}"
+            )
             jobs.append(FoldJob(config.replace(arch=arch), left_out, out_dir / arch / left_out))
     for job, result in (runner or SequentialLodoRunner()).run(jobs, tiles, out_dir, verbose):
         held_out = [t for t in tiles if t.dataset == job.val_patient]
         patients = score_left_out(result.out_dir, job.config, held_out, job.config.arch)
         rows = []
         for method, group in patients.groupby("arch", sort=False):
-            rows.append({"arch": job.config.arch, "left_out": job.val_patient, "method": method, "patients": len(group),
-                         "tiles": len(held_out), **{c: group[c].mean() for c in [*SUMMARY_SCORES, "iou", "tpr"]},
-                         "seconds": result.seconds, "config_hash": job.config.config_hash()})
-            logger.info(f"  {job.config.arch} / without {job.val_patient}, {method}: F1 {rows[-1]['f1']:.3f}, "
-                f"AJI {rows[-1]['aji']:.3f}")
+            rows.append(
+                {
+                    "arch": job.config.arch,
+                    "left_out": job.val_patient,
+                    "method": method,
+                    "patients": len(group),
+                    "tiles": len(held_out),
+                    **{c: group[c].mean() for c in [*SUMMARY_SCORES, "iou", "tpr"]},
+                    "seconds": result.seconds,
+                    "config_hash": job.config.config_hash(),
+                }
+            )
+            logger.info(
+                f"  {job.config.arch} / without {job.val_patient}, {method}: F1 {rows[-1]['f1']:.3f}, "
+                f"AJI {rows[-1]['aji']:.3f}"
+            )
         table = pd.concat([read_lodo(folds_csv), pd.DataFrame(rows, columns=LODO_COLUMNS)], ignore_index=True)
         write_text_atomic(folds_csv, table.to_csv(index=False))
     folds = read_lodo(folds_csv)
@@ -115,8 +141,10 @@ def run_lodo(config: Config, archs, out_dir: str | Path, verbose: int = 1, runne
 def lodo_markdown(folds: pd.DataFrame, digits: int = 3) -> str:
     """One line per (arch, data set left out, method): the means over the left-out set's patients."""
     scores = list(SUMMARY_SCORES)
-    lines = ["| net | left out | method | patients | " + " | ".join(SUMMARY_SCORES.values()) + " |",
-             "|---|---|---|---:|" + "---:|" * len(scores)]
+    lines = [
+        "| net | left out | method | patients | " + " | ".join(SUMMARY_SCORES.values()) + " |",
+        "|---|---|---|---:|" + "---:|" * len(scores),
+    ]
     for row in folds.itertuples(index=False):
         cells = " | ".join(f"{getattr(row, c):.{digits}f}" for c in scores)
         lines.append(f"| {row.arch} | {row.left_out} | {row.method} | {row.patients} | {cells} |")

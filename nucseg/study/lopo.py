@@ -45,8 +45,16 @@ GRID_FIELDS = ("lr", "momentum", "weight_decay")
 
 
 def fold_row(config: Config, val_patient: str, result) -> dict:
-    return {"arch": config.arch, "val_patient": val_patient, **result.scores, "flags": result.flags, "steps": result.steps,
-            "seconds": result.seconds, "seed": config.seed, "config_hash": config.config_hash()}
+    return {
+        "arch": config.arch,
+        "val_patient": val_patient,
+        **result.scores,
+        "flags": result.flags,
+        "steps": result.steps,
+        "seconds": result.seconds,
+        "seed": config.seed,
+        "config_hash": config.config_hash(),
+    }
 
 
 def _overlay(out_dir: Path, config: Config, result, tiles: list[Tile]) -> None:
@@ -92,8 +100,15 @@ class SequentialRunner:
             yield job, run_fold(job, tiles, out_dir, verbose)
 
 
-def run_lopo(config: Config, archs, out_dir: str | Path, tiles: list[Tile] | None = None,
-             val_patients=None, verbose: int = 1, runner=None) -> pd.DataFrame:
+def run_lopo(
+    config: Config,
+    archs,
+    out_dir: str | Path,
+    tiles: list[Tile] | None = None,
+    val_patients=None,
+    verbose: int = 1,
+    runner=None,
+) -> pd.DataFrame:
     """Train and score every (arch, held-out patient); returns the folds table. `runner`:
     SequentialRunner() (default) or nucseg.distributed.RayRunner(...)."""
     out_dir = Path(out_dir)
@@ -103,8 +118,9 @@ def run_lopo(config: Config, archs, out_dir: str | Path, tiles: list[Tile] | Non
         check_patients(patients_of(tiles), val_patients)  # before the run folder is claimed
     claim_folder(out_dir, config, ignore=("arch", "data"))  # a study folder holds every arch
     folds_csv = out_dir / "folds.csv"
-    study = [(arch, fold) for arch in archs for fold in splits
-             if val_patients is None or fold.val_patient in val_patients]
+    study = [
+        (arch, fold) for arch in archs for fold in splits if val_patients is None or fold.val_patient in val_patients
+    ]
     order = [(arch, fold.val_patient) for arch, fold in study]
     done = read_folds(folds_csv)
     jobs = []
@@ -116,7 +132,9 @@ def run_lopo(config: Config, archs, out_dir: str | Path, tiles: list[Tile] | Non
     runner = runner or SequentialRunner()
     for job, result in runner.run(jobs, tiles, out_dir, verbose):
         append_fold_row(folds_csv, fold_row(job.config, job.val_patient, result), order=order)
-        logger.info(f"{job.config.arch} / {job.val_patient}: F1 {result.scores['f1']:.3f}, AJI {result.scores['aji']:.3f}")
+        logger.info(
+            f"{job.config.arch} / {job.val_patient}: F1 {result.scores['f1']:.3f}, AJI {result.scores['aji']:.3f}"
+        )
         if result.flags:
             what = "did not learn" if any(f != "empty" for f in result.flags.split(";")) else "has nothing to find"
             logger.warning(f"{job.config.arch} / {job.val_patient} {what}: {describe_flags(result.flags)}")
@@ -146,8 +164,9 @@ def setting_name(setting: dict) -> str:
     return "_".join(f"{k}={v:g}" for k, v in setting.items())
 
 
-def run_grid(config: Config, archs, out_dir: str | Path, grid: list[dict], val_patients=None,
-             verbose=1, runner=None) -> pd.DataFrame:
+def run_grid(
+    config: Config, archs, out_dir: str | Path, grid: list[dict], val_patients=None, verbose=1, runner=None
+) -> pd.DataFrame:
     """The LOPO study for each setting; grid_summary.csv/.md: mean scores per (setting, arch)."""
     out_dir = Path(out_dir)
     tiles = load_dataset(config.data, mpp=config.mpp)
@@ -156,11 +175,24 @@ def run_grid(config: Config, archs, out_dir: str | Path, grid: list[dict], val_p
     rows = []
     for setting in grid:
         logger.info(f"grid setting {setting_name(setting)}")
-        folds = run_lopo(config.replace(**setting), archs, out_dir / "grid" / setting_name(setting), tiles,
-                         val_patients, verbose=verbose, runner=runner)
+        folds = run_lopo(
+            config.replace(**setting),
+            archs,
+            out_dir / "grid" / setting_name(setting),
+            tiles,
+            val_patients,
+            verbose=verbose,
+            runner=runner,
+        )
         for arch, group in folds.groupby("arch", sort=False):
-            rows.append({**setting, "arch": arch, "patients": len(group),
-                         **{f"{c}_mean": group[c].mean() for c in ("f1", "perf", "aji", "pq")}})
+            rows.append(
+                {
+                    **setting,
+                    "arch": arch,
+                    "patients": len(group),
+                    **{f"{c}_mean": group[c].mean() for c in ("f1", "perf", "aji", "pq")},
+                }
+            )
     table = pd.DataFrame(rows)
     write_text_atomic(out_dir / "grid_summary.csv", table.to_csv(index=False))
     write_text_atomic(out_dir / "grid_summary.md", markdown_table(table))

@@ -9,7 +9,20 @@ import pandas as pd
 
 from nucseg.io import write_text_atomic
 
-SCORE_COLUMNS = ["accuracy", "f1", "perf", "iou", "tpr", "tnr", "predicted_fraction", "aji", "object_precision", "object_recall", "object_f1", "pq"]
+SCORE_COLUMNS = [
+    "accuracy",
+    "f1",
+    "perf",
+    "iou",
+    "tpr",
+    "tnr",
+    "predicted_fraction",
+    "aji",
+    "object_precision",
+    "object_recall",
+    "object_f1",
+    "pq",
+]
 FOLD_COLUMNS = ["arch", "val_patient", *SCORE_COLUMNS, "val_loss", "flags", "steps", "seconds", "seed", "config_hash"]
 SUMMARY_SCORES = {"accuracy": "Acc", "f1": "F1", "perf": "Perf", "aji": "AJI", "object_f1": "object F1", "pq": "PQ"}
 
@@ -48,9 +61,13 @@ def _learning_flagged(flags: str) -> bool:
 def summarize_folds(folds: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over patients, per architecture."""
     grouped = folds.groupby("arch", sort=False)
-    summary = pd.DataFrame({"patients": grouped.size(),
-                            "flagged": grouped["flags"].apply(lambda f: int(f.astype(str).map(_learning_flagged).sum())),
-                            "empty": grouped["flags"].apply(lambda f: int(f.astype(str).str.contains("empty").sum()))})
+    summary = pd.DataFrame(
+        {
+            "patients": grouped.size(),
+            "flagged": grouped["flags"].apply(lambda f: int(f.astype(str).map(_learning_flagged).sum())),
+            "empty": grouped["flags"].apply(lambda f: int(f.astype(str).str.contains("empty").sum())),
+        }
+    )
     for column in SUMMARY_SCORES:
         summary[f"{column}_mean"] = grouped[column].mean()
         summary[f"{column}_std"] = grouped[column].std(ddof=1).fillna(0.0)
@@ -66,10 +83,14 @@ def summary_markdown(summary: pd.DataFrame, digits: int = 3) -> str:
         patients = f"{row['patients']} ({row['flagged']} flagged)" if row["flagged"] else f"{row['patients']}"
         lines.append(f"| {row['arch']} | {patients} | " + " | ".join(cells) + " |")
     if summary["flagged"].sum():
-        lines.append("\nFlagged folds did not learn (see the `flags` column of folds.csv); they are in the means above.")
+        lines.append(
+            "\nFlagged folds did not learn (see the `flags` column of folds.csv); they are in the means above."
+        )
     if "empty" in summary and summary["empty"].sum():
-        lines.append("\nSome held-out patients have no nucleus in their labels (flag `empty` in folds.csv): their "
-                     "sensitivity and Perf are undefined and left out of the Perf means; their other scores are in.")
+        lines.append(
+            "\nSome held-out patients have no nucleus in their labels (flag `empty` in folds.csv): their "
+            "sensitivity and Perf are undefined and left out of the Perf means; their other scores are in."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -82,6 +103,7 @@ def write_summary(folds: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
 
 def markdown_table(table: pd.DataFrame, digits: int = 4) -> str:
     """A plain Markdown rendering of a DataFrame (floats to `digits` significant digits)."""
+
     def cell(value):
         return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 

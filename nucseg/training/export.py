@@ -46,5 +46,6 @@ def export_model(model: keras.Model, out_dir: str | Path) -> dict[str, Path]:
     with quiet_tensorflow_log():
         saved_model = replace_dir_atomic(
             out_dir / SAVED_MODEL_DIR,
-            lambda p: model.export(str(p), format="tf_saved_model", verbose=False, **_backend_export_options()))
+            lambda p: model.export(str(p), format="tf_saved_model", verbose=False, **_backend_export_options()),
+        )
     return {"keras": keras_file, "saved_model": saved_model}

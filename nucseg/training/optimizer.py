@@ -43,8 +43,13 @@ def schedule_of(config: Config, total_steps: int):
     """The learning rate over exactly `total_steps`: a linear warm-up, then cosine or constant."""
     warmup = int(config.warmup_fraction * total_steps)
     if config.lr_schedule == "cosine":
-        return WarmupCosine(0.0 if warmup else config.lr, decay_steps=total_steps - warmup, alpha=0.01,
-                            warmup_target=config.lr if warmup else None, warmup_steps=warmup)
+        return WarmupCosine(
+            0.0 if warmup else config.lr,
+            decay_steps=total_steps - warmup,
+            alpha=0.01,
+            warmup_target=config.lr if warmup else None,
+            warmup_steps=warmup,
+        )
     if warmup:  # a cosine with alpha 1 is constant after its warm-up
         return WarmupCosine(0.0, decay_steps=1, alpha=1.0, warmup_target=config.lr, warmup_steps=warmup)
     return config.lr
@@ -62,7 +67,11 @@ def xla_for_training() -> bool | str:
 
 
 def compile_model(model: keras.Model, config: Config, total_steps: int) -> keras.Model:
-    optimizer = keras.optimizers.SGD(schedule_of(config, total_steps), momentum=config.momentum,
-                                     weight_decay=config.weight_decay, global_clipnorm=config.clip_norm or None)
+    optimizer = keras.optimizers.SGD(
+        schedule_of(config, total_steps),
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        global_clipnorm=config.clip_norm or None,
+    )
     model.compile(optimizer=optimizer, loss=kind_of(config).loss, jit_compile=xla_for_training())
     return model

@@ -20,8 +20,10 @@ def claim_folder(out_dir: str | Path, config: Config, ignore=("data",)) -> None:
         previous = Config.read_json(path)
         if previous.config_hash(ignore) != config.config_hash(ignore):
             changed = sorted(k for k, v in config.to_dict().items() if getattr(previous, k) != v and k not in ignore)
-            raise ConfigError(f"{out_dir} holds a run with another configuration (differs in {changed}). "
-                              "Use a new --out folder for this one, or remove the old folder to start again.")
+            raise ConfigError(
+                f"{out_dir} holds a run with another configuration (differs in {changed}). "
+                "Use a new --out folder for this one, or remove the old folder to start again."
+            )
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, config.to_dict())

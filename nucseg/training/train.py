@@ -1,13 +1,13 @@
 """Training a model, resumable: `fit` trains (or goes on training) the model of a folder.
 
-nucseg.study.fold.train_fold builds a leave-one-patient-out fold on it; a fold writes into its folder: config.json (refused if the folder holds another
-configuration), logs/ (TensorBoard), losses.json (the mean loss of each epoch),
-checkpoint.keras (model and optimiser state, replaced atomically at each epoch end, removed
-once the fold is exported), model.keras and saved_model/, and scores.json (the held-out
-patient's scores, written last: the fold is done when it exists). Killed and started again on
-the same folder, it goes on from the last checkpoint, with the same training samples it would
-have drawn. A new fold seeds Keras's random generators from config.seed, so that a fold is
-reproducible.
+nucseg.study.fold.train_fold builds a leave-one-patient-out fold on it; a fold writes into its
+folder: config.json (refused if the folder holds another configuration), logs/ (TensorBoard),
+losses.json (the mean loss of each epoch), checkpoint.keras (model and optimiser state, replaced
+atomically at each epoch end, removed once the fold is exported), model.keras and saved_model/,
+and scores.json (the held-out patient's scores, written last: the fold is done when it exists).
+Killed and started again on the same folder, it goes on from the last checkpoint, with the same
+training samples it would have drawn. A new fold seeds Keras's random generators from
+config.seed, so that a fold is reproducible.
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ class StopOnNaN(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             step = int(self.model.optimizer.iterations)
             raise TrainingDiverged(
-                f"the loss became {loss} at step {step} of {self.config.arch}: training stopped. Lower the learning rate "
-                f"(--lr, now {self.config.lr}), or check the data with `nucseg data check`. The last good checkpoint is kept."
+                f"the loss became {loss} at step {step} of {self.config.arch}: training stopped. Lower the "
+                f"learning rate (--lr, now {self.config.lr}), or check the data with `nucseg data check`. "
+                "The last good checkpoint is kept."
             )
 
 
@@ -107,9 +108,11 @@ def initialise_from(model: keras.Model, path: str) -> None:
     trained = load_keras_model(source)
     shapes = [tuple(w.shape) for w in trained.weights], [tuple(w.shape) for w in model.weights]
     if shapes[0] != shapes[1]:
-        raise InputError(f"--init {path}: that model ({trained.name}, {len(shapes[0])} weights) is not the net being "
-                         f"trained ({model.name}, {len(shapes[1])} weights): fine-tune with the same --arch and "
-                         "widths (base_filters, unet_depth) as the model was trained with")
+        raise InputError(
+            f"--init {path}: that model ({trained.name}, {len(shapes[0])} weights) is not the net being "
+            f"trained ({model.name}, {len(shapes[1])} weights): fine-tune with the same --arch and "
+            "widths (base_filters, unet_depth) as the model was trained with"
+        )
     model.set_weights(trained.get_weights())
 
 
@@ -129,11 +132,20 @@ def fit(config: Config, train_tiles: list[Tile], out_dir: Path, verbose: int = 1
     done = int(model.optimizer.iterations)
     if done >= total:
         return model
-    callbacks = [StopOnNaN(config), EpochCheckpoint(out_dir / CHECKPOINT),
-                 keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs"), update_freq="epoch")]
+    callbacks = [
+        StopOnNaN(config),
+        EpochCheckpoint(out_dir / CHECKPOINT),
+        keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs"), update_freq="epoch"),
+    ]
     if verbose == 1:
         callbacks.append(FoldProgress(total, done))
-    model.fit(training_stream(config, train_tiles, start_batch=done), epochs=epochs,
-              initial_epoch=done // steps_per_epoch, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-              verbose=2 if verbose == 2 else 0, shuffle=False)
+    model.fit(
+        training_stream(config, train_tiles, start_batch=done),
+        epochs=epochs,
+        initial_epoch=done // steps_per_epoch,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
+        verbose=2 if verbose == 2 else 0,
+        shuffle=False,
+    )
     return model
