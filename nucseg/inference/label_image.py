@@ -23,11 +23,31 @@ from nucseg.io import save_with
 BAND = 256  # rows per band, and the TIFF's tile side
 
 
+def pixels_inside(ring: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the pixels whose centre lies inside the closed ring [[x, y], ...] (pixel-corner
+    coordinates), row by row with the even-odd rule: each pixel row's crossings with the ring's edges,
+    paired. Our own because skimage.draw.polygon tests each pixel of the box against each edge: 0.5
+    ms a nucleus, 12 of the 17 s of an 8192 x 8192 label image (results/measured/slide/)."""
+    if not np.array_equal(ring[0], ring[-1]):
+        ring = np.vstack([ring, ring[:1]])
+    (x0, y0), (x1, y1) = ring[:-1].T, ring[1:].T
+    rows = np.arange(math.ceil(ring[:, 1].min() - 0.5), math.floor(ring[:, 1].max() - 0.5) + 1)
+    centre = rows[:, None] + 0.5
+    crossing = (y0 <= centre) != (y1 <= centre)  # half-open: an edge through a vertex counts once
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.sort(np.where(crossing, x0 + (centre - y0) * (x1 - x0) / (y1 - y0), np.inf), axis=1)
+    if x.shape[1] % 2:
+        x = np.hstack([x, np.full((len(rows), 1), np.inf)])
+    pairs = np.arange(x.shape[1] // 2)[None] < (crossing.sum(1) // 2)[:, None]
+    first = np.ceil(x[:, 0::2][pairs] - 0.5).astype(np.int64)  # centres c + 0.5 after the entry ...
+    counts = np.maximum(np.floor(x[:, 1::2][pairs] - 0.5).astype(np.int64) - first + 1, 0)  # ... before the exit
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(np.broadcast_to(rows[:, None], pairs.shape)[pairs], counts), np.repeat(first, counts) + offsets
+
+
 def label_tiles(outlines, width: int, height: int, tile_side: int):
     """The label image's TIFF tiles (BAND x BAND, row by row) from (id, [[x, y], ...]) outlines
     in processing pixels, given in tile order (see the module's docstring)."""
-    from skimage.draw import polygon
-
     n_bands, padded_width = math.ceil(height / BAND), math.ceil(width / BAND) * BAND
     bands: dict[int, np.ndarray] = {}
     written = 0
@@ -44,13 +64,16 @@ def label_tiles(outlines, width: int, height: int, tile_side: int):
     for index, ring in outlines:
         ring = np.asarray(ring, np.float64)
         yield from emit(math.floor((ring[:, 1].min() - tile_side) / BAND))
-        rr, cc = polygon(ring[:, 1] - 0.5, ring[:, 0] - 0.5, shape=(height, width))  # pixels whose centre is inside
-        for band in np.unique(rr // BAND):
+        rr, cc = pixels_inside(ring)
+        inside = (rr >= 0) & (rr < height) & (cc >= 0) & (cc < width)
+        rr, cc = rr[inside], cc[inside]
+        for band in np.unique(rr // BAND).tolist():
             if band < written:  # cannot happen in tile order; never write into a band already out
                 continue
             here = rr // BAND == band
-            rows = bands.setdefault(int(band), np.zeros((BAND, padded_width), np.uint32))
-            rows[rr[here] % BAND, cc[here]] = index
+            if band not in bands:
+                bands[band] = np.zeros((BAND, padded_width), np.uint32)
+            bands[band][rr[here] % BAND, cc[here]] = index
     yield from emit(n_bands)
 
 
