@@ -92,17 +92,8 @@ def _small_fold(glioma_tiles, glioma_path, session_folder: Path, arch: str) -> P
     from nucseg.config import Config
     from nucseg.study.fold import train_fold
 
-    config = Config.from_profile(
-        "quick",
-        data=str(glioma_path),
-        arch=arch,
-        base_filters=8,
-        unet_depth=2,
-        steps=60,
-        steps_per_epoch=30,
-        crop=96,
-        tune_postprocess=False,
-    )
+    config = Config.from_profile("quick", data=str(glioma_path), arch=arch, base_filters=8, unet_depth=2, steps=60,
+                                 steps_per_epoch=30, crop=96, tune_postprocess=False)
     with open(session_folder / f"small_{arch}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return train_fold(config, glioma_tiles, HELD_OUT_PATIENT, session_folder / f"small_{arch}", verbose=0).out_dir
@@ -163,3 +154,4 @@ def nucseg_messages():
     yield messages
     logger.removeHandler(handler)
     logger.setLevel(level)
+

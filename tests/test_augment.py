@@ -129,22 +129,15 @@ def test_nearest_neighbour_sampling_keeps_weight_values_as_they_are():
     target_weight = np.stack([np.zeros_like(weights), weights], -1)
     angle = np.deg2rad(23.0)  # a free rotation: source coordinates fall between pixels
     yy, xx = identity_coords(48)[..., 0] - 23.5, identity_coords(48)[..., 1] - 23.5
-    coords = np.stack(
-        [23.5 + np.cos(angle) * yy - np.sin(angle) * xx, 23.5 + np.sin(angle) * yy + np.cos(angle) * xx], -1
-    )
-    _, _, warped = warp(
-        tf.constant(np.zeros((48, 48, 3), np.uint8)),
-        tf.constant(target_weight),
-        tf.constant(coords.astype(np.float32)),
-        48,
-        48,
-    )
+    coords = np.stack([23.5 + np.cos(angle) * yy - np.sin(angle) * xx,
+                       23.5 + np.sin(angle) * yy + np.cos(angle) * xx], -1)
+    _, _, warped = warp(tf.constant(np.zeros((48, 48, 3), np.uint8)), tf.constant(target_weight),
+                        tf.constant(coords.astype(np.float32)), 48, 48)
     values = set(np.unique(warped.numpy()).tolist()) - {0.0}
     assert values == set(np.float32([0.37, 1.5, 4.25, 9.75]).tolist())  # no value blended from two pixels
     inside = (coords.min(-1) >= 0) & (coords.max(-1) <= 47)
-    nearest = weights[
-        np.round(coords[..., 0]).clip(0, 47).astype(int), np.round(coords[..., 1]).clip(0, 47).astype(int)
-    ]
+    rows, cols = np.round(coords[..., 0]).clip(0, 47).astype(int), np.round(coords[..., 1]).clip(0, 47).astype(int)
+    nearest = weights[rows, cols]
     np.testing.assert_array_equal(warped.numpy()[inside], nearest[inside])
 
 
@@ -152,11 +145,8 @@ def test_a_folds_training_stream_never_holds_a_held_out_tile():
     from nucseg.training.train import training_stream
 
     colours = {"A": 30, "B": 120, "C": 210}  # each patient's tiles have one grey level of their own
-    tiles = [
-        Tile(p, f"{p}{k}", np.full((128, 128, 3), c, np.uint8), np.pad(np.ones((20, 20), np.int32), 54))
-        for p, c in colours.items()
-        for k in range(2)
-    ]
+    tiles = [Tile(p, f"{p}{k}", np.full((128, 128, 3), c, np.uint8), np.pad(np.ones((20, 20), np.int32), 54))
+             for p, c in colours.items() for k in range(2)]
     config = Config.from_profile("quick", crop=64, batch_size=8, blur_probability=0, stain_jitter=0)
     train_tiles = [t for t in tiles if t.patient != "B"]  # what train_fold passes for held-out patient B
     seen = set()
@@ -167,10 +157,8 @@ def test_a_folds_training_stream_never_holds_a_held_out_tile():
 
 def test_large_tiles_are_cut_into_pieces_not_every_tile_padded_to_them():
     rng = np.random.default_rng(0)
-    small = [
-        Tile("A", f"s{k}", rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), np.zeros((256, 256), np.int32))
-        for k in range(4)
-    ]
+    small = [Tile("A", f"s{k}", rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), np.zeros((256, 256), np.int32))
+             for k in range(4)]
     big = Tile("B", "big", rng.integers(0, 255, (1500, 1100, 3), dtype=np.uint8), np.zeros((1500, 1100), np.int32))
     config = Config.from_profile("quick", crop=64)
     stack = prepare_tiles([*small, big], config)

@@ -21,26 +21,19 @@ def fails_with(argv, capsys, pattern):
 
 def test_train_with_an_unknown_held_out_patient(tmp_path, capsys):
     data = make_generic_dataset(tmp_path / "data")
-    fails_with(
-        ["train", "--data", str(data), "--arch", "pangnet", "--val-patient", "P9", "--out", str(tmp_path / "o")],
-        capsys,
-        "'P9' not in the data set; its patients are P1, P2",
-    )
+    fails_with(["train", "--data", str(data), "--arch", "pangnet", "--val-patient", "P9", "--out", str(tmp_path / "o")],
+               capsys, "'P9' not in the data set; its patients are P1, P2")
     assert not (tmp_path / "o").exists()
 
 
 def test_a_data_set_with_one_patient(tmp_path, capsys):
     data = make_generic_dataset(tmp_path / "data", patients=("P1",))
-    fails_with(
-        ["lopo", "--data", str(data), "--arch", "pangnet", "--out", str(tmp_path / "o")],
-        capsys,
-        "needs at least 2 patients; this data set has 1 \\(P1\\)",
-    )
+    fails_with(["lopo", "--data", str(data), "--arch", "pangnet", "--out", str(tmp_path / "o")],
+               capsys, "needs at least 2 patients; this data set has 1 \\(P1\\)")
 
 
-@pytest.mark.parametrize(
-    "command", [["train", "--arch", "pangnet", "--val-patient", "P1"], ["lopo", "--arch", "pangnet"]]
-)
+@pytest.mark.parametrize("command", [["train", "--arch", "pangnet", "--val-patient", "P1"],
+                                     ["lopo", "--arch", "pangnet"]])
 def test_out_that_is_a_file(tmp_path, capsys, command):
     data = make_generic_dataset(tmp_path / "data")
     (tmp_path / "results").write_text("keep me")
@@ -50,11 +43,8 @@ def test_out_that_is_a_file(tmp_path, capsys, command):
 
 def test_lopo_with_an_unknown_patient_is_refused_before_the_run_folder_is_claimed(tmp_path, capsys):
     data = make_generic_dataset(tmp_path / "data")
-    fails_with(
-        ["lopo", "--data", str(data), "--arch", "pangnet", "--val-patients", "P1", "P7", "--out", str(tmp_path / "o")],
-        capsys,
-        "'P7' not in the data set",
-    )
+    fails_with(["lopo", "--data", str(data), "--arch", "pangnet", "--val-patients", "P1", "P7", "--out",
+                str(tmp_path / "o")], capsys, "'P7' not in the data set")
     assert not (tmp_path / "o").exists()
 
 
@@ -77,25 +67,9 @@ def test_a_boolean_in_a_config_file_that_is_not_a_boolean(tmp_path, capsys):
 
 def test_a_crop_larger_than_the_tiles(tmp_path, capsys):
     data = make_generic_dataset(tmp_path / "data", size=64)
-    fails_with(
-        [
-            "train",
-            "--data",
-            str(data),
-            "--arch",
-            "pangnet",
-            "--val-patient",
-            "P1",
-            "--profile",
-            "quick",
-            "--crop",
-            "96",
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        capsys,
-        "crop=96 is larger than 2 tile\\(s\\).*--crop 64",
-    )
+    fails_with(["train", "--data", str(data), "--arch", "pangnet", "--val-patient", "P1", "--profile", "quick",
+                "--crop", "96", "--out", str(tmp_path / "o")], capsys,
+                "crop=96 is larger than 2 tile\\(s\\).*--crop 64")
 
 
 def test_download_dest_that_is_a_file(tmp_path, capsys):
@@ -124,29 +98,12 @@ def test_bench_stardist_refuses_a_table_of_other_fold_times(tmp_path, capsys):
     out.mkdir()
     table = "method,val_patient,f1,budget_seconds\nstardist,P1,0.7,100.0\n"
     (out / "folds.csv").write_text(table)
-    fails_with(
-        ["bench", "stardist", "--data", str(data), "--val-patients", "P1", "P2", "--seconds", "316", "--out", str(out)],
-        capsys,
-        "folds run with --seconds 100, not 316: rerun with that --seconds",
-    )
+    fails_with(["bench", "stardist", "--data", str(data), "--val-patients", "P1", "P2", "--seconds", "316",
+                "--out", str(out)], capsys, "folds run with --seconds 100, not 316: rerun with that --seconds")
     assert (out / "folds.csv").read_text() == table
 
 
 def test_bench_stardist_refuses_an_unknown_patient(tmp_path, capsys):
     data = make_generic_dataset(tmp_path / "data")
-    fails_with(
-        [
-            "bench",
-            "stardist",
-            "--data",
-            str(data),
-            "--val-patients",
-            "P7",
-            "--seconds",
-            "10",
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        capsys,
-        "no patient P7; its patients are P1, P2",
-    )
+    fails_with(["bench", "stardist", "--data", str(data), "--val-patients", "P7", "--seconds", "10",
+                "--out", str(tmp_path / "o")], capsys, "no patient P7; its patients are P1, P2")

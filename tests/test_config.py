@@ -34,15 +34,12 @@ def test_hash_names_what_changes_results():
     assert config.config_hash() != config.replace(lr=0.02).config_hash()
 
 
-@pytest.mark.parametrize(
-    "changes, message",
-    [
-        ({"arch": "resnet"}, "arch='resnet'"),
-        ({"crop": 100}, "multiple of 32"),
-        ({"lr": 0}, "lr=0 must be positive"),
-        ({"blur_probability": 2}, "between 0 and 1"),
-    ],
-)
+@pytest.mark.parametrize("changes, message", [
+    ({"arch": "resnet"}, "arch='resnet'"),
+    ({"crop": 100}, "multiple of 32"),
+    ({"lr": 0}, "lr=0 must be positive"),
+    ({"blur_probability": 2}, "between 0 and 1"),
+])
 def test_invalid_values_are_named(changes, message):
     with pytest.raises(ConfigError, match=message):
         Config().replace(**changes)
@@ -56,28 +53,9 @@ def test_unknown_fields_in_a_file_are_named(tmp_path):
 
 
 def test_cli_options_map_onto_the_config(glioma_path):
-    args = build_parser().parse_args(
-        [
-            "train",
-            "--data",
-            str(glioma_path),
-            "--arch",
-            "unet",
-            "--val-patient",
-            "x",
-            "--out",
-            "o",
-            "--profile",
-            "quick",
-            "--lr",
-            "0.3",
-            "--set",
-            "base_filters=16",
-            "--set",
-            "batch_norm=false",
-            "--mixed-precision",
-        ]
-    )
+    args = build_parser().parse_args(["train", "--data", str(glioma_path), "--arch", "unet", "--val-patient", "x",
+                                      "--out", "o", "--profile", "quick", "--lr", "0.3", "--set", "base_filters=16",
+                                      "--set", "batch_norm=false", "--mixed-precision"])
     config = config_from_args(args, arch=args.arch)
     assert (config.lr, config.base_filters, config.batch_norm, config.mixed_precision) == (0.3, 16, False, True)
     assert config.data == str(glioma_path) and config.crop == PROFILES["quick"]["crop"]
@@ -88,21 +66,18 @@ def test_cli_reports_a_bad_option_without_a_traceback(capsys):
     assert "no such Config field" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "changes, message",
-    [
-        ({"border_sigma": 0}, "border_sigma=0 must be positive"),
-        ({"border_sigma": -2.0}, "border_sigma=-2.0 must be positive"),
-        ({"blur_sigma_max": 0}, "blur_sigma_max=0 must be positive"),
-        ({"border_weight": -1.0}, "border_weight=-1.0 must not be negative"),
-        ({"elastic_sigma": -3.0}, "elastic_sigma=-3.0 must not be negative"),
-        ({"threshold": 1.2}, "threshold=1.2 must be between 0 and 1"),
-        ({"threshold": -0.1}, "threshold=-0.1 must be between 0 and 1"),
-        ({"flip": "ture"}, "flip='ture' must be true or false"),
-        ({"crop": "abc"}, "crop='abc' must be an integer"),
-        ({"lr": "fast"}, "lr='fast' must be a number"),
-    ],
-)
+@pytest.mark.parametrize("changes, message", [
+    ({"border_sigma": 0}, "border_sigma=0 must be positive"),
+    ({"border_sigma": -2.0}, "border_sigma=-2.0 must be positive"),
+    ({"blur_sigma_max": 0}, "blur_sigma_max=0 must be positive"),
+    ({"border_weight": -1.0}, "border_weight=-1.0 must not be negative"),
+    ({"elastic_sigma": -3.0}, "elastic_sigma=-3.0 must not be negative"),
+    ({"threshold": 1.2}, "threshold=1.2 must be between 0 and 1"),
+    ({"threshold": -0.1}, "threshold=-0.1 must be between 0 and 1"),
+    ({"flip": "ture"}, "flip='ture' must be true or false"),
+    ({"crop": "abc"}, "crop='abc' must be an integer"),
+    ({"lr": "fast"}, "lr='fast' must be a number"),
+])
 def test_out_of_range_or_mistyped_values_are_named(changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         Config().replace(**changes)

@@ -145,9 +145,8 @@ def test_tnbc_patient_with_no_tiles(tmp_path, capsys):
 def test_manifest_pointing_at_missing_file(tmp_path, capsys, glioma_path):
     root = tmp_path / "ds"
     shutil.copytree(glioma_path / "TCGA-DU-8165", root / "TCGA-DU-8165")
-    (root / "manifest.csv").write_text(
-        "patient,image,label\nTCGA-DU-8165,TCGA-DU-8165/R01_1.png,TCGA-DU-8165/R09_1_label.png\n"
-    )
+    (root / "manifest.csv").write_text("patient,image,label\n"
+                                       "TCGA-DU-8165,TCGA-DU-8165/R01_1.png,TCGA-DU-8165/R09_1_label.png\n")
     assert_fails(root, capsys, "R01_1.png: image without label", "manifest.csv:2")
 
 

@@ -46,23 +46,20 @@ def test_masked_mse_weight_zero_adds_nothing():
     rng = np.random.default_rng(0)
     target, prediction = rng.uniform(0, 8, (2, 16, 16)), rng.uniform(0, 8, (2, 16, 16, 1))
     weight = rng.uniform(0.5, 2, (2, 16, 16))
-    value = float(
-        masked_mean_squared_error(np.stack([target, weight], -1).astype(np.float32), prediction.astype(np.float32))
-    )
+    value = float(masked_mean_squared_error(np.stack([target, weight], -1).astype(np.float32),
+                                            prediction.astype(np.float32)))
     expected = np.sum(weight * (prediction[..., 0] - target) ** 2) / weight.sum()
     assert value == pytest.approx(expected, rel=1e-5)
     masked = weight.copy()
     masked[:, :8] = 0
     spoiled = prediction.copy()
     spoiled[:, :8] += 100  # wrong where the weight is 0: no change
-    a = float(
-        masked_mean_squared_error(np.stack([target, masked], -1).astype(np.float32), prediction.astype(np.float32))
-    )
+    a = float(masked_mean_squared_error(np.stack([target, masked], -1).astype(np.float32),
+                                        prediction.astype(np.float32)))
     b = float(masked_mean_squared_error(np.stack([target, masked], -1).astype(np.float32), spoiled.astype(np.float32)))
     assert a == pytest.approx(b, rel=1e-6)
-    assert (
-        float(masked_mean_squared_error(np.zeros((1, 4, 4, 2), np.float32), np.ones((1, 4, 4, 1), np.float32))) == 0.0
-    )
+    zero = masked_mean_squared_error(np.zeros((1, 4, 4, 2), np.float32), np.ones((1, 4, 4, 1), np.float32))
+    assert float(zero) == 0.0
 
 
 def test_dynamic_watershed_splits_at_a_deep_valley_only():
@@ -96,31 +93,10 @@ def test_dist_fold_trains_resumes_exports_and_predicts_nuclei(glioma_path, tmp_p
 
     patient = "TCGA-DB-5270"
     fold = tmp_path / "fold"
-    args = [
-        "train",
-        "--data",
-        str(glioma_path),
-        "--arch",
-        "dist",
-        "--val-patient",
-        patient,
-        "--profile",
-        "quick",
-        "--steps",
-        "60",
-        "--crop",
-        "64",
-        "--set",
-        "steps_per_epoch=30",
-        "--set",
-        "base_filters=4",
-        "--set",
-        "unet_depth=2",
-        "--out",
-        str(fold),
-        "--verbose",
-        "0",
-    ]
+    args = ["train", "--data", str(glioma_path), "--arch", "dist", "--val-patient", patient, "--profile", "quick",
+            "--steps", "60", "--crop", "64", "--set", "steps_per_epoch=30", "--set", "base_filters=4",
+            "--set", "unet_depth=2",
+            "--out", str(fold), "--verbose", "0"]
     original = kill_after_first_checkpoint(monkeypatch)
     assert main(args) == 130  # the CLI turns the interruption into "rerun the same command to resume"
     assert (fold / "checkpoint.keras").is_file() and not (fold / "scores.json").exists()
@@ -141,23 +117,10 @@ def test_dist_fold_trains_resumes_exports_and_predicts_nuclei(glioma_path, tmp_p
     assert main(["predict", str(fold / "saved_model"), str(image), "--out", str(out), "--engine", "tensorflow"]) == 0
     written = {p.name for p in out.iterdir()}
     stem = image.stem
-    assert {
-        f"{stem}_dist.png",
-        f"{stem}_mask.png",
-        f"{stem}_label.png",
-        f"{stem}.geojson",
-        f"{stem}_nuclei.csv",
-    } <= written
-    evaluate = [
-        "evaluate",
-        str(fold / "model.keras"),
-        str(glioma_path),
-        "--out",
-        str(tmp_path / "eval"),
-        "--engine",
-        "tensorflow",
-        "--patients",
-    ]
+    assert {f"{stem}_dist.png", f"{stem}_mask.png", f"{stem}_label.png", f"{stem}.geojson",
+            f"{stem}_nuclei.csv"} <= written
+    evaluate = ["evaluate", str(fold / "model.keras"), str(glioma_path), "--out", str(tmp_path / "eval"), "--engine",
+                "tensorflow", "--patients"]
     capsys.readouterr()
     assert main(evaluate + ["TCGA-NOPE"]) == 2  # refused by name, before the model is loaded
     assert "no patient TCGA-NOPE; its patients are TCGA-DB-5270" in capsys.readouterr().err

@@ -21,9 +21,8 @@ PATIENTS = ["TCGA-DB-5270", "TCGA-DB-5275"]
 
 
 def tiny(glioma_path):
-    return Config.from_profile(
-        "quick", data=str(glioma_path), steps=20, steps_per_epoch=10, crop=64, tune_postprocess=False
-    )
+    return Config.from_profile("quick", data=str(glioma_path), steps=20, steps_per_epoch=10, crop=64,
+                               tune_postprocess=False)
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +39,8 @@ def test_ray_study_gives_the_sequential_folds_table(ray_local, glioma_tiles, gli
 
     config = tiny(glioma_path)
     sequential = run_lopo(config, ["pangnet"], tmp_path / "seq", glioma_tiles, PATIENTS, verbose=0)
-    on_ray = run_lopo(
-        config, ["pangnet"], tmp_path / "ray", glioma_tiles, PATIENTS, verbose=0, runner=RayRunner(cpus_per_fold=1)
-    )
+    on_ray = run_lopo(config, ["pangnet"], tmp_path / "ray", glioma_tiles, PATIENTS, verbose=0,
+                      runner=RayRunner(cpus_per_fold=1))
     assert any(r.startswith("ray: 2 folds submitted") for r in nucseg_messages)
     keys = ["arch", "val_patient", "steps", "seed", "config_hash", "flags"]
     pd.testing.assert_frame_equal(on_ray[keys], sequential[keys])
@@ -51,7 +49,8 @@ def test_ray_study_gives_the_sequential_folds_table(ray_local, glioma_tiles, gli
     assert (tmp_path / "ray" / "summary.md").is_file() and (tmp_path / "ray" / "figures" / "boxplots.png").is_file()
     assert len(list((tmp_path / "ray" / "figures").glob("overlay_*.png"))) == 2
 
-    again = run_lopo(config, ["pangnet"], tmp_path / "ray", glioma_tiles, PATIENTS, verbose=0, runner=RayRunner())
+    again = run_lopo(config, ["pangnet"], tmp_path / "ray", glioma_tiles, PATIENTS, verbose=0,
+                     runner=RayRunner())
     pd.testing.assert_frame_equal(again, on_ray)  # rerun: every fold skipped, nothing submitted
 
 
@@ -82,15 +81,8 @@ def test_a_worker_killed_mid_fold_is_rerun_from_its_checkpoint(ray_local, glioma
     from nucseg.distributed import RayRunner
 
     out = tmp_path / "run"
-    folds = run_lopo(
-        tiny(glioma_path),
-        ["pangnet"],
-        out,
-        glioma_tiles,
-        PATIENTS,
-        verbose=0,
-        runner=RayRunner(fold_function=killed_once_mid_fold),
-    )
+    folds = run_lopo(tiny(glioma_path), ["pangnet"], out, glioma_tiles, PATIENTS, verbose=0,
+                     runner=RayRunner(fold_function=killed_once_mid_fold))
     assert list(folds["val_patient"]) == PATIENTS and not folds.duplicated(["arch", "val_patient"]).any()
     assert (folds["steps"] == 20).all()
     state = json.loads((out / f"killed_{PATIENTS[1]}.json").read_text())
@@ -102,20 +94,8 @@ def test_a_worker_killed_mid_fold_is_rerun_from_its_checkpoint(ray_local, glioma
 
 def test_ray_missing_says_how_to_install(glioma_path, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
-    code = main(
-        [
-            "lopo",
-            "--data",
-            str(glioma_path),
-            "--arch",
-            "pangnet",
-            "--profile",
-            "quick",
-            "--ray",
-            "--out",
-            str(tmp_path / "run"),
-        ]
-    )
+    code = main(["lopo", "--data", str(glioma_path), "--arch", "pangnet", "--profile", "quick", "--ray",
+                 "--out", str(tmp_path / "run")])
     assert code == 2
     assert 'pip install -e ".[ray]"' in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before anything was written
@@ -128,20 +108,15 @@ def test_lodo_on_ray_gives_the_sequential_table(ray_local, tmp_path, nucseg_mess
 
     a = make_generic_dataset(tmp_path / "lab_a", patients=("P1", "P2"), tiles=1, size=96)
     b = make_generic_dataset(tmp_path / "lab_b", patients=("P1", "P2"), tiles=1, size=96)
-    config = Config.from_profile(
-        "quick", data=[str(a), str(b)], steps=10, steps_per_epoch=10, crop=64, tune_postprocess=False, arch="pangnet"
-    )
+    config = Config.from_profile("quick", data=[str(a), str(b)], steps=10, steps_per_epoch=10, crop=64,
+                                 tune_postprocess=False, arch="pangnet")
     sequential = run_lodo(config, ["pangnet"], tmp_path / "seq", verbose=0)
-    on_ray = run_lodo(
-        config, ["pangnet"], tmp_path / "ray", verbose=0, runner=RayRunner(cpus_per_fold=1, fold_function=train_without)
-    )
+    on_ray = run_lodo(config, ["pangnet"], tmp_path / "ray", verbose=0,
+                      runner=RayRunner(cpus_per_fold=1, fold_function=train_without))
     assert any(r.startswith("ray: 2 folds submitted") for r in nucseg_messages)
     key = ["left_out", "method"]
-    sequential, on_ray = (
-        sequential.sort_values(key).reset_index(drop=True),
-        on_ray.sort_values(key).reset_index(drop=True),
-    )
-    pd.testing.assert_frame_equal(
-        on_ray[key + ["patients", "tiles", "config_hash"]], sequential[key + ["patients", "tiles", "config_hash"]]
-    )
+    sequential = sequential.sort_values(key).reset_index(drop=True)
+    on_ray = on_ray.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(on_ray[key + ["patients", "tiles", "config_hash"]],
+                                  sequential[key + ["patients", "tiles", "config_hash"]])
     pd.testing.assert_frame_equal(on_ray[["f1", "aji"]], sequential[["f1", "aji"]], atol=0.05, rtol=0)

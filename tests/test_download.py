@@ -20,10 +20,8 @@ def tnbc_zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for patient in ("01", "02"):
-            for folder, array in (
-                (f"Slide_{patient}", np.zeros((64, 64, 3), np.uint8)),
-                (f"GT_{patient}", (blob_label() > 0).astype(np.uint8) * 255),
-            ):
+            for folder, array in ((f"Slide_{patient}", np.zeros((64, 64, 3), np.uint8)),
+                                  (f"GT_{patient}", (blob_label() > 0).astype(np.uint8) * 255)):
                 png = io.BytesIO()
                 Image.fromarray(array).save(png, format="PNG")
                 archive.writestr(f"TNBC_NucleiSegmentation/{folder}/{patient}_1.png", png.getvalue())
@@ -41,18 +39,9 @@ def zenodo():
             base = f"http://127.0.0.1:{self.server.server_port}"
             if self.path == "/api/records/1175282":
                 md5 = state["md5"] or hashlib.md5(state["zip"]).hexdigest()
-                body = json.dumps(
-                    {
-                        "files": [
-                            {
-                                "key": "TNBC_NucleiSegmentation.zip",
-                                "size": len(state["zip"]),
-                                "checksum": f"md5:{md5}",
-                                "links": {"self": f"{base}/files/TNBC_NucleiSegmentation.zip"},
-                            }
-                        ]
-                    }
-                ).encode()
+                record = {"key": "TNBC_NucleiSegmentation.zip", "size": len(state["zip"]), "checksum": f"md5:{md5}",
+                          "links": {"self": f"{base}/files/TNBC_NucleiSegmentation.zip"}}
+                body = json.dumps({"files": [record]}).encode()
             elif self.path == "/files/TNBC_NucleiSegmentation.zip":
                 body = state["zip"]
             else:

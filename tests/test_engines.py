@@ -26,9 +26,8 @@ def test_openvino_takes_any_tile_size_with_one_compilation(small_dist_fold, glio
     predictor = load_predictor(small_dist_fold / "saved_model", engine="openvino")
     image = glioma_tiles[0].image
     tiled = predict_nucleus_map(predictor, image[:480, :500], tile=256, overlap=32)
-    whole = predict_nucleus_map(
-        load_predictor(small_dist_fold / "saved_model"), image[:480, :500], tile=256, overlap=32
-    )
+    whole = predict_nucleus_map(load_predictor(small_dist_fold / "saved_model"), image[:480, :500], tile=256,
+                                overlap=32)
     assert tiled.shape == (480, 500)
     assert np.abs(tiled - whole).max() < 2e-3 * max(1.0, float(np.abs(whole).max()))
 
@@ -64,20 +63,8 @@ def test_cli_predict_says_which_engine_and_precision(small_unet_fold, glioma_til
 
     image = write_png(tmp_path / "in" / "x.png", glioma_tiles[0].image[:128, :128])
     for engine in ("tensorflow", "openvino"):
-        assert (
-            main(
-                [
-                    "predict",
-                    str(small_unet_fold / "saved_model"),
-                    str(image),
-                    "--out",
-                    str(tmp_path / engine),
-                    "--engine",
-                    engine,
-                ]
-            )
-            == 0
-        )
+        assert main(["predict", str(small_unet_fold / "saved_model"), str(image), "--out", str(tmp_path / engine),
+                     "--engine", engine]) == 0
         assert f"engine {engine}, float32" in capsys.readouterr().err
     a = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "tensorflow" / "x_prob.png"), int)
     b = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "openvino" / "x_prob.png"), int)

@@ -13,9 +13,8 @@ def exported(glioma_tiles, glioma_path, tmp_path_factory):
     from nucseg.config import Config
     from nucseg.study.fold import train_fold
 
-    config = Config.from_profile(
-        "quick", data=str(glioma_path), arch="unet", base_filters=4, unet_depth=2, steps=20, steps_per_epoch=20, crop=64
-    )
+    config = Config.from_profile("quick", data=str(glioma_path), arch="unet", base_filters=4, unet_depth=2,
+                                 steps=20, steps_per_epoch=20, crop=64)
     return train_fold(config, glioma_tiles, "TCGA-DU-8165", tmp_path_factory.mktemp("unet"), verbose=0).out_dir
 
 
@@ -60,19 +59,8 @@ def test_tiled_prediction_of_a_large_odd_image_matches_one_pass(exported, glioma
 
 def test_cli_predict_writes_probability_and_mask(exported, glioma_tiles, tmp_path, capsys):
     image = write_png(tmp_path / "region.png", glioma_tiles[2].image[:300, :470])
-    code = main(
-        [
-            "predict",
-            str(exported / "saved_model"),
-            str(image),
-            "--out",
-            str(tmp_path / "out"),
-            "--tile",
-            "256",
-            "--engine",
-            "tensorflow",
-        ]
-    )  # OpenVINO: tests/test_engines.py
+    code = main(["predict", str(exported / "saved_model"), str(image), "--out", str(tmp_path / "out"), "--tile", "256",
+                 "--engine", "tensorflow"])  # OpenVINO: tests/test_engines.py
     assert code == 0
     prob = np.asarray(Image.open(tmp_path / "out" / "region_prob.png"))
     mask = np.asarray(Image.open(tmp_path / "out" / "region_mask.png"))
@@ -94,9 +82,8 @@ def position_model(batch):
     return np.stack([1 - nucleus, nucleus], axis=-1)
 
 
-@pytest.mark.parametrize(
-    "height, width, tile, overlap", [(1000, 1300, 256, 64), (700, 513, 512, 100), (96, 64, 512, 64)]
-)
+@pytest.mark.parametrize("height, width, tile, overlap",
+                         [(1000, 1300, 256, 64), (700, 513, 512, 100), (96, 64, 512, 64)])
 def test_tiled_prediction_reproduces_a_position_dependent_model_exactly(height, width, tile, overlap):
     yy, xx = np.mgrid[:height, :width]
     image = np.zeros((height, width, 3), np.uint8)
@@ -106,10 +93,8 @@ def test_tiled_prediction_reproduces_a_position_dependent_model_exactly(height, 
     np.testing.assert_allclose(probability, image[..., 0] / 255.0, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "tile, overlap, message",
-    [(500, 64, "multiple of 32"), (0, 0, "multiple of 32"), (256, 128, "less than half"), (256, -1, "at least 0")],
-)
+@pytest.mark.parametrize("tile, overlap, message", [(500, 64, "multiple of 32"), (0, 0, "multiple of 32"),
+                                                    (256, 128, "less than half"), (256, -1, "at least 0")])
 def test_tiling_out_of_range_is_refused(tile, overlap, message):
     from nucseg.errors import InputError
 
@@ -121,21 +106,8 @@ def test_predict_keeps_images_of_the_same_name_apart(exported, glioma_tiles, tmp
     first = write_png(tmp_path / "a" / "tile.png", glioma_tiles[0].image[:128, :128])
     second = write_png(tmp_path / "b" / "tile.png", glioma_tiles[1].image[:128, :128])
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "predict",
-                str(exported / "model.keras"),
-                str(first),
-                str(second),
-                "--out",
-                str(out),
-                "--engine",
-                "tensorflow",
-            ]
-        )
-        == 0
-    )
+    assert main(["predict", str(exported / "model.keras"), str(first), str(second), "--out", str(out), "--engine",
+                 "tensorflow"]) == 0
     a, b = np.asarray(Image.open(out / "a__tile_prob.png")), np.asarray(Image.open(out / "b__tile_prob.png"))
     assert not np.array_equal(a, b)  # each output is its own image's
 
@@ -183,17 +155,8 @@ def test_evaluate_scores_a_model_and_the_otsu_baseline_per_tile_and_patient(expo
     for tile in chosen:
         write_png(tmp_path / "data" / tile.patient / f"{tile.tile_id}.png", tile.image)
         write_png(tmp_path / "data" / tile.patient / f"{tile.tile_id}_label.png", tile.label.astype(np.uint16))
-    code = main(
-        [
-            "evaluate",
-            str(exported / "saved_model"),
-            str(tmp_path / "data"),
-            "--out",
-            str(tmp_path / "ev"),
-            "--engine",
-            "tensorflow",
-        ]
-    )
+    code = main(["evaluate", str(exported / "saved_model"), str(tmp_path / "data"), "--out", str(tmp_path / "ev"),
+                 "--engine", "tensorflow"])
     assert code == 0
     tiles = pd.read_csv(tmp_path / "ev" / "tiles.csv")
     assert len(tiles) == 4 and tiles["method"].nunique() == 2
@@ -219,19 +182,8 @@ def test_evaluate_with_a_stain_reference_predicts_the_normalised_tiles(exported,
     write_png(tmp_path / "data" / tile.patient / f"{tile.tile_id}.png", tile.image)
     write_png(tmp_path / "data" / tile.patient / f"{tile.tile_id}_label.png", tile.label.astype(np.uint16))
     write_png(tmp_path / "reference.png", reference.image)
-    code = main(
-        [
-            "evaluate",
-            str(exported / "saved_model"),
-            str(tmp_path / "data"),
-            "--stain-reference",
-            str(tmp_path / "reference.png"),
-            "--out",
-            str(tmp_path / "ev"),
-            "--engine",
-            "tensorflow",
-        ]
-    )
+    code = main(["evaluate", str(exported / "saved_model"), str(tmp_path / "data"), "--stain-reference",
+                 str(tmp_path / "reference.png"), "--out", str(tmp_path / "ev"), "--engine", "tensorflow"])
     assert code == 0
     tiles = pd.read_csv(tmp_path / "ev" / "tiles.csv").set_index("method")
     model_rows = [m for m in tiles.index if m.endswith("+ Macenko")]
@@ -249,26 +201,8 @@ def test_evaluate_with_a_stain_reference_predicts_the_normalised_tiles(exported,
 @pytest.mark.slow
 def test_train_on_every_patient_exports_a_model_and_scores_nothing(glioma_path, tmp_path, capsys):
     out = tmp_path / "all"
-    code = main(
-        [
-            "train",
-            "--data",
-            str(glioma_path),
-            "--arch",
-            "pangnet",
-            "--all-patients",
-            "--profile",
-            "quick",
-            "--steps",
-            "10",
-            "--crop",
-            "64",
-            "--out",
-            str(out),
-            "--verbose",
-            "0",
-        ]
-    )
+    code = main(["train", "--data", str(glioma_path), "--arch", "pangnet", "--all-patients", "--profile", "quick",
+                 "--steps", "10", "--crop", "64", "--out", str(out), "--verbose", "0"])
     printed = capsys.readouterr().out
     assert code == 0 and "trained on every patient" in printed and "f1=" not in printed
     assert (out / "model.keras").is_file() and (out / "saved_model" / "saved_model.pb").is_file()

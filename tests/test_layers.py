@@ -39,11 +39,8 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
 
 
 def test_every_room_has_a_layer():
-    rooms = {
-        p.stem if p.is_file() else p.name
-        for p in PACKAGE.iterdir()
-        if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").is_file())
-    }
+    rooms = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+             if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").is_file())}
     placed = {name for names in LAYERS for name in names}
     assert rooms <= placed, f"place {sorted(rooms - placed)} in LAYERS"
 

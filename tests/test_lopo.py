@@ -11,15 +11,9 @@ PATIENTS = ["TCGA-DB-5270", "TCGA-DB-5275", "TCGA-DU-5847", "TCGA-DU-8165", "TCG
 
 
 def tiny(glioma_path, **changes):
-    values = {
-        "data": str(glioma_path),
-        "steps": 20,
-        "steps_per_epoch": 10,
-        "crop": 64,
-        "base_filters": 4,
-        "unet_depth": 2,
-        "tune_postprocess": False,
-    }  # chosen post-processing is tested in test_train and test_tuning
+    values = {"data": str(glioma_path), "steps": 20, "steps_per_epoch": 10, "crop": 64, "base_filters": 4,
+              "unet_depth": 2,
+              "tune_postprocess": False}  # chosen post-processing is tested in test_train and test_tuning
     return Config.from_profile("quick", **{**values, **changes})
 
 
@@ -84,9 +78,8 @@ def test_grid_runs_the_protocol_per_setting(glioma_path, tmp_path):
     grid_file.write_text("lr: [0.01, 0.1]\nmomentum: 0.9\n")
     grid = read_grid(grid_file)
     assert grid == [{"lr": 0.01, "momentum": 0.9}, {"lr": 0.1, "momentum": 0.9}]
-    table = run_grid(
-        tiny(glioma_path, steps=10), ["pangnet"], tmp_path / "g", grid, val_patients=PATIENTS[:1], verbose=0
-    )
+    table = run_grid(tiny(glioma_path, steps=10), ["pangnet"], tmp_path / "g", grid, val_patients=PATIENTS[:1],
+                     verbose=0)
     assert list(table["lr"]) == [0.01, 0.1] and (table["patients"] == 1).all()
     assert (tmp_path / "g" / "grid" / "lr=0.01_momentum=0.9" / "folds.csv").is_file()
     assert "| lr |" in (tmp_path / "g" / "grid_summary.md").read_text()
@@ -100,61 +93,19 @@ def test_bad_grid_file_is_explained(tmp_path):
 
 
 def test_cli_lopo_prints_the_summary(glioma_path, tmp_path, capsys):
-    code = main(
-        [
-            "lopo",
-            "--data",
-            str(glioma_path),
-            "--arch",
-            "pangnet",
-            "--profile",
-            "quick",
-            "--steps",
-            "40",
-            "--crop",
-            "64",
-            "--set",
-            "tune_postprocess=false",
-            "--out",
-            str(tmp_path / "cli"),
-            "--val-patients",
-            PATIENTS[1],
-            "--verbose",
-            "0",
-        ]
-    )  # the choice of post-processing: tested in test_train and test_tuning
+    code = main(["lopo", "--data", str(glioma_path), "--arch", "pangnet", "--profile", "quick", "--steps", "40",
+                 "--crop", "64", "--set", "tune_postprocess=false", "--out", str(tmp_path / "cli"), "--val-patients",
+                 PATIENTS[1],
+                 "--verbose", "0"])  # the choice of post-processing: tested in test_train and test_tuning
     out = capsys.readouterr().out
     assert code == 0 and "1 folds in" in out and "| pangnet | 1 |" in out  # 40 steps: it learned, no flag
 
 
 def test_a_fold_that_did_not_learn_is_flagged_and_said(glioma_path, tmp_path, capsys):
-    code = main(
-        [
-            "lopo",
-            "--data",
-            str(glioma_path),
-            "--arch",
-            "pangnet",
-            "--profile",
-            "quick",
-            "--steps",
-            "20",
-            "--set",
-            "steps_per_epoch=10",
-            "--set",
-            "tune_postprocess=false",
-            "--lr",
-            "1e-6",
-            "--crop",
-            "64",
-            "--out",
-            str(tmp_path / "cli"),
-            "--val-patients",
-            PATIENTS[1],
-            "--verbose",
-            "0",
-        ]
-    )
+    code = main(["lopo", "--data", str(glioma_path), "--arch", "pangnet", "--profile", "quick", "--steps", "20",
+                 "--set", "steps_per_epoch=10", "--set", "tune_postprocess=false", "--lr", "1e-6", "--crop", "64",
+                 "--out", str(tmp_path / "cli"),
+                 "--val-patients", PATIENTS[1], "--verbose", "0"])
     captured = capsys.readouterr()
     out = captured.out
     assert code == 0 and "WARNING: pangnet / TCGA-DB-5275 did not learn" in captured.err

@@ -64,14 +64,11 @@ def test_object_ids_need_not_be_sequential_nor_shared():
     assert scores["object_f1"] == scores["aji"] == scores["pq"] == 1.0
 
 
-@pytest.mark.parametrize(
-    "predicted_empty, truth_empty, expected",
-    [
-        (True, True, 1.0),  # nothing to find, nothing found: perfect
-        (True, False, 0.0),  # everything missed
-        (False, True, 0.0),  # only false positives
-    ],
-)
+@pytest.mark.parametrize("predicted_empty, truth_empty, expected", [
+    (True, True, 1.0),  # nothing to find, nothing found: perfect
+    (True, False, 0.0),  # everything missed
+    (False, True, 0.0),  # only false positives
+])
 def test_empty_cases(predicted_empty, truth_empty, expected):
     some = np.zeros((8, 8), int)
     square(some, 1, 2, 2, 3)

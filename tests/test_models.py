@@ -11,12 +11,8 @@ from nucseg.config import Config
 from nucseg.models import EncoderWeightsError, MaxUnpooling2D, build_model, deconvnet, fcn8, pangnet, unet
 from nucseg.training.optimizer import compile_model
 
-SMALL = {
-    "pangnet": {},
-    "unet": {"base_filters": 4, "unet_depth": 3},
-    "fcn8": {"base_filters": 4, "fc_filters": 16},
-    "deconvnet": {"base_filters": 4, "fc_filters": 16},
-}
+SMALL = {"pangnet": {}, "unet": {"base_filters": 4, "unet_depth": 3}, "fcn8": {"base_filters": 4, "fc_filters": 16},
+         "deconvnet": {"base_filters": 4, "fc_filters": 16}}
 
 
 def small_config(arch, **changes):
@@ -131,14 +127,9 @@ def test_every_net_runs_and_a_fold_trains_and_exports_under_jax(glioma_path, tmp
         "print('ok')\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax"}
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(glioma_path), str(tmp_path / "fold")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=os.path.dirname(os.path.dirname(__file__)),
-    )
+    done = subprocess.run([sys.executable, "-c", code, str(glioma_path), str(tmp_path / "fold")], env=env,
+                          capture_output=True, text=True, timeout=600,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
 
 

@@ -69,20 +69,13 @@ def test_table_measures_real_nuclei_as_regionprops_does(glioma_tiles):
     tile = glioma_tiles[0]
     label = relabel_sequential(tile.label.astype(np.int64))[0]
     ours = nuclei_table(label, tile.image)
-    theirs = regionprops_table(
-        label,
-        intensity_image=hematoxylin(tile.image),
-        properties=("label", "centroid", "area", "perimeter", "eccentricity", "solidity", "intensity_mean"),
-    )
+    theirs = regionprops_table(label, intensity_image=hematoxylin(tile.image),
+                               properties=("label", "centroid", "area", "perimeter", "eccentricity", "solidity",
+                                           "intensity_mean"))
     assert len(ours) == label.max() > 50 and list(ours["id"]) == list(theirs["label"])
-    pairs = {
-        "centroid_y": theirs["centroid-0"] + 0.5,
-        "centroid_x": theirs["centroid-1"] + 0.5,
-        "area": theirs["area"],
-        "perimeter": theirs["perimeter"],
-        "eccentricity": theirs["eccentricity"],
-        "mean_hematoxylin_od": theirs["intensity_mean"],
-    }
+    pairs = {"centroid_y": theirs["centroid-0"] + 0.5, "centroid_x": theirs["centroid-1"] + 0.5, "area": theirs["area"],
+             "perimeter": theirs["perimeter"], "eccentricity": theirs["eccentricity"],
+             "mean_hematoxylin_od": theirs["intensity_mean"]}
     for column, expected in pairs.items():
         np.testing.assert_allclose(ours[column], expected, rtol=1e-9, atol=1e-9, err_msg=column)
     ratio = ours["solidity"] / theirs["solidity"]  # its hull's pixels counted by Pick's theorem

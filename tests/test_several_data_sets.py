@@ -72,26 +72,8 @@ def test_a_data_set_declaring_20x_is_resampled_to_the_models_resolution(tmp_path
 def test_lodo_trains_on_the_others_and_scores_the_one_left_out(tmp_path, capsys):
     a, b = two_sets(tmp_path, big_tiles=1)
     out = tmp_path / "lodo"
-    argv = [
-        "lodo",
-        "--data",
-        str(a),
-        str(b),
-        "--arch",
-        "pangnet",
-        "--profile",
-        "quick",
-        "--steps",
-        "10",
-        "--crop",
-        "64",
-        "--set",
-        "tune_postprocess=false",
-        "--out",
-        str(out),
-        "--verbose",
-        "0",
-    ]
+    argv = ["lodo", "--data", str(a), str(b), "--arch", "pangnet", "--profile", "quick", "--steps", "10",
+            "--crop", "64", "--set", "tune_postprocess=false", "--out", str(out), "--verbose", "0"]
     assert main(argv) == 0
     import pandas as pd
 
@@ -143,16 +125,8 @@ def test_a_20x_image_is_predicted_at_the_models_resolution(small_dist_fold, glio
     resampled = read_label(tmp_path / "at40" / "x20_label.png")
     as_is = read_label(tmp_path / "as_is" / "x20_label.png")
     assert resampled.shape == as_is.shape == (256, 256)  # nuclei mapped back to the input's pixels
-    full = main(
-        [
-            *args[:2],
-            str(write_png(tmp_path / "in" / "x40.png", tile.image)),
-            "--engine",
-            "tensorflow",
-            "--out",
-            str(tmp_path / "full"),
-        ]
-    )
+    full = main([*args[:2], str(write_png(tmp_path / "in" / "x40.png", tile.image)), "--engine", "tensorflow",
+                 "--out", str(tmp_path / "full")])
     assert full == 0
     n40 = read_label(tmp_path / "full" / "x40_label.png").max()
     assert abs(int(resampled.max()) - int(n40)) <= abs(int(as_is.max()) - int(n40))  # closer to the 40x count
@@ -163,9 +137,8 @@ def test_tiff_resolution_tags_give_the_mpp(tmp_path):
 
     from nucseg.inference.resolution import tiff_mpp
 
-    tifffile.imwrite(
-        tmp_path / "a.tif", np.zeros((8, 8, 3), np.uint8), resolution=(20000, 20000), resolutionunit="CENTIMETER"
-    )
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((8, 8, 3), np.uint8), resolution=(20000, 20000),
+                     resolutionunit="CENTIMETER")
     tifffile.imwrite(tmp_path / "b.tif", np.zeros((8, 8, 3), np.uint8), resolution=(72, 72), resolutionunit="INCH")
     assert tiff_mpp(tmp_path / "a.tif") == pytest.approx(0.5)
     assert tiff_mpp(tmp_path / "b.tif") is None  # a screen's 72 dpi, not a microscope's

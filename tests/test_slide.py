@@ -24,17 +24,10 @@ def write_pyramid(path, mosaic, mpp=MPP, levels=3):
 
     with tifffile.TiffWriter(path) as tif:
         for level in range(levels):
-            resolution = (
-                {} if mpp is None else {"resolution": (1e4 / mpp / 2**level,) * 2, "resolutionunit": "CENTIMETER"}
-            )
-            tif.write(
-                mosaic[:: 2**level, :: 2**level],
-                tile=(256, 256),
-                photometric="rgb",
-                compression="zlib",
-                subfiletype=0 if level == 0 else 1,
-                **resolution,
-            )
+            resolution = {} if mpp is None else {"resolution": (1e4 / mpp / 2**level,) * 2,
+                                                 "resolutionunit": "CENTIMETER"}
+            tif.write(mosaic[:: 2**level, :: 2**level], tile=(256, 256), photometric="rgb", compression="zlib",
+                      subfiletype=0 if level == 0 else 1, **resolution)
     return path
 
 
@@ -97,9 +90,8 @@ def test_killed_and_rerun_gives_the_same_outputs(mosaic, tmp_path, monkeypatch):
 
     slide = write_pyramid(tmp_path / "mosaic.tif", mosaic)
     monkeypatch.setattr(slide_module, "PART_TILES", 2)
-    whole = run_slide(
-        pixelwise_predictor, Config(), slide, tmp_path / "whole", tile=512, overlap=128, verbose=0, gzip_geojson=True
-    )
+    whole = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "whole", tile=512, overlap=128, verbose=0,
+                      gzip_geojson=True)
     calls = []
 
     def dies_in_the_third_part(batch):
@@ -109,21 +101,11 @@ def test_killed_and_rerun_gives_the_same_outputs(mosaic, tmp_path, monkeypatch):
         return pixelwise_predictor(batch)
 
     with pytest.raises(KeyboardInterrupt):
-        run_slide(
-            dies_in_the_third_part,
-            Config(),
-            slide,
-            tmp_path / "cut",
-            tile=512,
-            overlap=128,
-            verbose=0,
-            batch_size=1,
-            gzip_geojson=True,
-        )
+        run_slide(dies_in_the_third_part, Config(), slide, tmp_path / "cut", tile=512, overlap=128, verbose=0,
+                  batch_size=1, gzip_geojson=True)
     assert len(list((tmp_path / "cut" / "parts").glob("*.json"))) == 2
-    resumed = run_slide(
-        pixelwise_predictor, Config(), slide, tmp_path / "cut", tile=512, overlap=128, verbose=0, gzip_geojson=True
-    )
+    resumed = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "cut", tile=512, overlap=128, verbose=0,
+                        gzip_geojson=True)
     assert resumed["nuclei"] == whole["nuclei"]
     for name in ("nuclei.csv", "overview.png"):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
@@ -133,16 +115,8 @@ def test_killed_and_rerun_gives_the_same_outputs(mosaic, tmp_path, monkeypatch):
 
 def test_region_and_refusals(mosaic, tmp_path):
     slide = write_pyramid(tmp_path / "mosaic.tif", mosaic)
-    part = run_slide(
-        pixelwise_predictor,
-        Config(),
-        slide,
-        tmp_path / "region",
-        tile=512,
-        overlap=128,
-        verbose=0,
-        region=(512, 0, 512, 512),
-    )
+    part = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "region", tile=512, overlap=128, verbose=0,
+                     region=(512, 0, 512, 512))
     table = pd.read_csv(tmp_path / "region" / "nuclei.csv")
     assert part["tiles"] == 1 and table["centroid_x"].between(512, 1024).all()
 
@@ -166,20 +140,10 @@ def test_a_20x_slide_is_read_at_the_models_40x(mosaic, tmp_path):
     slide = write_pyramid(tmp_path / "half.tif", half, mpp=0.5, levels=2)
     summary = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "out", tile=512, overlap=128, verbose=0)
     table = pd.read_csv(tmp_path / "out" / "nuclei.csv")
-    assert (
-        summary["nuclei"] > 100
-        and table["centroid_x"].max() < half.shape[1]
-        and table["centroid_y"].max() < half.shape[0]
-    )
-    run_slide(
-        pixelwise_predictor,
-        Config(),
-        write_pyramid(tmp_path / "full.tif", mosaic),
-        tmp_path / "full",
-        tile=512,
-        overlap=128,
-        verbose=0,
-    )
+    assert summary["nuclei"] > 100
+    assert table["centroid_x"].max() < half.shape[1] and table["centroid_y"].max() < half.shape[0]
+    run_slide(pixelwise_predictor, Config(), write_pyramid(tmp_path / "full.tif", mosaic), tmp_path / "full",
+               tile=512, overlap=128, verbose=0)
     full_table = pd.read_csv(tmp_path / "full" / "nuclei.csv")
     assert table["area_um2"].median() == pytest.approx(full_table["area_um2"].median(), rel=0.25)
 
@@ -189,36 +153,24 @@ def test_the_slide_benchmark_builds_a_pyramid_and_prints_its_numbers(glioma_tile
 
     from nucseg.bench.slide import bench_slide, format_slide_benchmark
 
-    result = bench_slide(
-        pixelwise_predictor, Config(), glioma_tiles, tmp_path, side=1024, tile=512, overlap=64, batch_size=2
-    )
+    result = bench_slide(pixelwise_predictor, Config(), glioma_tiles, tmp_path, side=1024, tile=512, overlap=64,
+                         batch_size=2)
     slide = openslide.OpenSlide(str(tmp_path / "mosaic_1024.tif"))
     assert slide.dimensions == (1024, 1024) and slide.level_count == 3
     assert float(slide.properties["openslide.mpp-x"]) == pytest.approx(MPP)
     assert result["tiles"] == 9 and result["nuclei"] > 100  # 3 x 3 tiles of 512 overlapping by 64 or more
-    assert (
-        result["megapixels_per_second"] > 0 and result["net_megapixels_per_second"] > 0 and result["peak_memory_mb"] > 0
-    )
+    assert result["megapixels_per_second"] > 0 and result["net_megapixels_per_second"] > 0
+    assert result["peak_memory_mb"] > 0
     assert "megapixels/s" in format_slide_benchmark(result)
 
 
 def test_nuclei_workers_in_processes_give_what_one_thread_gives(mosaic, tmp_path):
     slide = write_pyramid(tmp_path / "mosaic.tif", mosaic)
-    thread = run_slide(
-        pixelwise_predictor, Config(), slide, tmp_path / "thread", tile=512, overlap=128, verbose=0, nuclei_workers=0
-    )
+    thread = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "thread", tile=512, overlap=128, verbose=0,
+                       nuclei_workers=0)
     timings = {}
-    processes = run_slide(
-        pixelwise_predictor,
-        Config(),
-        slide,
-        tmp_path / "processes",
-        tile=512,
-        overlap=128,
-        verbose=0,
-        nuclei_workers=2,
-        timings=timings,
-    )
+    processes = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "processes", tile=512, overlap=128,
+                          verbose=0, nuclei_workers=2, timings=timings)
     assert processes["nuclei"] == thread["nuclei"] > 0
     for name in ("nuclei.csv", "nuclei.geojson"):
         assert (tmp_path / "processes" / name).read_bytes() == (tmp_path / "thread" / name).read_bytes(), name
@@ -235,9 +187,8 @@ def test_the_label_image_holds_each_nucleus_of_the_table_with_its_id(mosaic, tmp
     import tifffile
 
     slide = write_pyramid(tmp_path / "mosaic.tif", mosaic)
-    summary = run_slide(
-        pixelwise_predictor, Config(), slide, tmp_path / "out", tile=512, overlap=128, verbose=0, label_image=True
-    )
+    summary = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "out", tile=512, overlap=128, verbose=0,
+                        label_image=True)
     labels = tifffile.imread(tmp_path / "out" / "labels.tif")
     table = pd.read_csv(tmp_path / "out" / "nuclei.csv")
     assert summary["label_image"] == "labels.tif" and labels.shape == mosaic.shape[:2] and labels.dtype == np.uint32

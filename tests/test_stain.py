@@ -43,16 +43,7 @@ def test_glass_is_left_as_it_is_and_cannot_be_a_reference(glioma_tiles):
 def test_evaluate_with_a_stain_reference_that_does_not_exist(glioma_path, tmp_path, capsys):
     from nucseg.cli import main
 
-    code = main(
-        [
-            "evaluate",
-            "model.keras",
-            str(glioma_path),
-            "--stain-reference",
-            str(tmp_path / "nowhere"),
-            "--out",
-            str(tmp_path / "o"),
-        ]
-    )
+    code = main(["evaluate", "model.keras", str(glioma_path), "--stain-reference", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "--stain-reference" in err and "no such file or folder" in err

@@ -60,9 +60,8 @@ def test_another_configuration_in_the_same_folder_is_refused(trained_fold, gliom
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_if_never_killed(
-    glioma_tiles, glioma_path, tmp_path, monkeypatch
-):
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_if_never_killed(glioma_tiles, glioma_path, tmp_path,
+                                                                              monkeypatch):
     config = fold_config(glioma_path, steps=60, steps_per_epoch=30, tune_postprocess=False)
     original = kill_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
@@ -71,10 +70,8 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_if_never_killed(
     assert int(checkpoint.optimizer.iterations) == 30
     monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", original)
 
-    resumed, straight = (
-        fit_again(config, glioma_tiles, tmp_path / "killed"),
-        fit_again(config, glioma_tiles, tmp_path / "straight"),
-    )
+    resumed, straight = fit_again(config, glioma_tiles, tmp_path / "killed"), fit_again(config, glioma_tiles,
+                                                                                        tmp_path / "straight")
     assert int(resumed.optimizer.iterations) == int(straight.optimizer.iterations) == 60
     for x, y in zip(resumed.get_weights(), straight.get_weights()):
         np.testing.assert_allclose(x, y, atol=1e-4)
@@ -113,10 +110,8 @@ def test_killed_in_the_middle_of_an_epoch_it_redoes_that_epoch_only(glioma_tiles
     assert not (tmp_path / "killed" / SCORES).exists()
     monkeypatch.setattr(StopOnNaN, "on_train_batch_end", original)
 
-    resumed, straight = (
-        fit_again(config, glioma_tiles, tmp_path / "killed"),
-        fit_again(config, glioma_tiles, tmp_path / "straight"),
-    )
+    resumed, straight = fit_again(config, glioma_tiles, tmp_path / "killed"), fit_again(config, glioma_tiles,
+                                                                                        tmp_path / "straight")
     assert int(resumed.optimizer.iterations) == int(straight.optimizer.iterations) == 60
     for x, y in zip(resumed.get_weights(), straight.get_weights()):
         np.testing.assert_allclose(x, y, atol=1e-4)
@@ -149,9 +144,8 @@ def test_killed_during_export_it_exports_again_from_the_checkpoint(glioma_tiles,
 
 
 @pytest.mark.parametrize("steps, steps_per_epoch", [(10, 50), (60, 20)])
-def test_the_learning_rate_decays_over_exactly_the_steps_trained(
-    glioma_tiles, glioma_path, tmp_path, steps, steps_per_epoch
-):
+def test_the_learning_rate_decays_over_exactly_the_steps_trained(glioma_tiles, glioma_path, tmp_path, steps,
+                                                                 steps_per_epoch):
     config = fold_config(glioma_path, steps=steps, steps_per_epoch=steps_per_epoch)
     from nucseg.training.train import fit
 
@@ -178,7 +172,5 @@ def test_the_schedule_gives_keras_cosine_decays_rates(warmup_fraction, lr_schedu
     keras_own = keras.optimizers.schedules.CosineDecay(**ours.get_config())
     steps = [0, 1, 5, 9, 10, 11, 50, 99, 100, 150]
     np.testing.assert_array_equal([float(ours(s)) for s in steps], [float(keras_own(s)) for s in steps])
-    assert (
-        keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(ours)).get_config()
-        == ours.get_config()
-    )
+    schedules = keras.optimizers.schedules
+    assert schedules.deserialize(schedules.serialize(ours)).get_config() == ours.get_config()

@@ -44,9 +44,8 @@ def test_per_image_standardisation_keeps_a_white_image_at_zero():
     out = np.asarray(PerImageStandardization()(white))
     assert np.abs(out).max() < 1e-3  # was 0.749 everywhere: float32's mean of 262,144 pixels of 255 was 254.25
     noisy = np.clip(white + np.random.default_rng(0).normal(0, 1.5, white.shape), 0, 255).astype(np.float32)
-    assert (
-        np.abs(np.asarray(PerImageStandardization()(noisy))).std() < 0.5
-    )  # glass noise is not blown up to unit contrast
+    # glass noise is not blown up to unit contrast
+    assert np.abs(np.asarray(PerImageStandardization()(noisy))).std() < 0.5
 
 
 def test_an_old_keras_file_loads_with_the_fixed_layer(small_unet_fold):
@@ -64,24 +63,20 @@ def white_canvas_with_tissue(tissue, side=1500):
     return canvas
 
 
-@pytest.mark.parametrize(
-    "fold, export",
-    [("small_unet_fold", "model.keras"), ("small_unet_fold", "saved_model"), ("small_dist_fold", "model.keras")],
-)
+@pytest.mark.parametrize("fold, export", [("small_unet_fold", "model.keras"), ("small_unet_fold", "saved_model"),
+                                          ("small_dist_fold", "model.keras")])
 def test_blank_input_gives_no_nuclei(fold, export, request, glioma_tiles, tmp_path, capsys):
     model = request.getfixturevalue(fold) / export
     white = write_png(tmp_path / "in" / "white.png", np.full((512, 512, 3), 255, np.uint8))
     white_big = write_png(tmp_path / "in" / "white_big.png", np.full((1100, 1300, 3), 255, np.uint8))
     on_white = write_png(tmp_path / "in" / "on_white.png", white_canvas_with_tissue(glioma_tiles[0].image))
-    out, _ = run_ok(
-        ["predict", str(model), str(white), str(white_big), str(on_white), "--out", str(tmp_path / "o")], capsys
-    )
+    out, _ = run_ok(["predict", str(model), str(white), str(white_big), str(on_white), "--out", str(tmp_path / "o")],
+                    capsys)
     assert f"{white}: 0 nuclei" in out and f"{white_big}: 0 nuclei" in out
     from nucseg.data.dataset import read_label
 
-    labels = (
-        read_label(tmp_path / "o" / "on_white_label.png") if (tmp_path / "o" / "on_white_label.png").is_file() else None
-    )
+    labels = read_label(tmp_path / "o" / "on_white_label.png") if (tmp_path / "o" / "on_white_label.png").is_file() \
+        else None
     if labels is None:
         import tifffile
 
@@ -100,14 +95,10 @@ def test_predict_into_a_data_set_folder_is_refused_and_the_labels_are_kept(small
     label = data / "P1" / "t0_label.png"
     before = label.read_bytes()
     model = str(small_unet_fold / "model.keras")
-    refused(
-        ["predict", model, str(data / "P1" / "t0.png"), "--out", str(data / "P1")],
-        capsys,
-        f"--out {data / 'P1'} is the folder of the input",
-    )
-    refused(
-        ["predict", model, str(data / "P1" / "t0.png"), "--out", str(data / "P3")], capsys, "is inside the data set"
-    )
+    refused(["predict", model, str(data / "P1" / "t0.png"), "--out", str(data / "P1")], capsys,
+            f"--out {data / 'P1'} is the folder of the input")
+    refused(["predict", model, str(data / "P1" / "t0.png"), "--out", str(data / "P3")], capsys,
+            "is inside the data set")
     refused(["evaluate", model, str(data), "--out", str(data / "scores")], capsys, "is inside the data set")
     refused(["evaluate", model, str(data), "--out", str(tmp_path)], capsys, "holds the data set")
     assert label.read_bytes() == before and not (data / "P3").exists() and not (data / "scores").exists()
@@ -174,18 +165,8 @@ def test_fold_flags_name_an_empty_held_out_patient():
 
 def test_evaluate_warns_naming_the_training_patients_it_scores(small_unet_fold, glioma_path, tmp_path, capsys):
     model = str(small_unet_fold / "model.keras")
-    code = main(
-        [
-            "evaluate",
-            model,
-            str(glioma_path),
-            "--patients",
-            "TCGA-DB-5270",
-            HELD_OUT_PATIENT,
-            "--out",
-            str(tmp_path / "e"),
-        ]
-    )
+    code = main(["evaluate", model, str(glioma_path), "--patients", "TCGA-DB-5270", HELD_OUT_PATIENT,
+                 "--out", str(tmp_path / "e")])
     err = capsys.readouterr().err
     assert code == 0 and "was trained on 1 of the scored patients (TCGA-DB-5270 of" in err, err
     main(["evaluate", model, str(glioma_path), "--patients", HELD_OUT_PATIENT, "--out", str(tmp_path / "f")])
@@ -232,11 +213,9 @@ def test_a_patient_name_that_is_a_path_is_refused(tmp_path, capsys, patient):
     code = main(["data", "check", str(data)])
     err = capsys.readouterr().err
     assert code == 1 and f"patient {patient!r} cannot be used" in err, err
-    refused(
-        ["lopo", "--data", str(data), "--arch", "pangnet", "--profile", "quick", "--out", str(tmp_path / "o" / "run")],
-        capsys,
-        "cannot be used",
-    )
+    refused(["lopo", "--data", str(data), "--arch", "pangnet", "--profile", "quick", "--out",
+             str(tmp_path / "o" / "run")],
+            capsys, "cannot be used")
     assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "o").exists()
 
 
@@ -258,11 +237,8 @@ def test_a_second_run_on_a_busy_folder_is_refused_naming_the_first(small_unet_fo
     image = write_png(tmp_path / "in" / "x.png", glioma_tiles[0].image[:64, :64])
     out = tmp_path / "o"
     with RunLock(out, command="nucseg predict"):
-        refused(
-            ["predict", str(small_unet_fold / "model.keras"), str(image), "--out", str(out)],
-            capsys,
-            f"is in use by another run (nucseg predict, PID {os.getpid()}",
-        )
+        refused(["predict", str(small_unet_fold / "model.keras"), str(image), "--out", str(out)], capsys,
+                f"is in use by another run (nucseg predict, PID {os.getpid()}")
     out.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -316,19 +292,13 @@ def test_broken_models_and_configs_are_named(small_unet_fold, glioma_tiles, tmp_
     broken = tmp_path / "broken"
     shutil.copytree(small_unet_fold, broken, ignore=shutil.ignore_patterns("saved_model"))
     (broken / "config.json").write_text('{"arch": "unet", ')
-    refused(
-        ["predict", str(broken / "model.keras"), image, "--out", str(tmp_path / "o3")],
-        capsys,
-        "config.json: not a readable configuration",
-    )
+    refused(["predict", str(broken / "model.keras"), image, "--out", str(tmp_path / "o3")], capsys,
+            "config.json: not a readable configuration")
     values = json.loads((small_unet_fold / "config.json").read_text())
     values["base_width"] = values.pop("base_filters")  # a renamed field
     (broken / "config.json").write_text(json.dumps(values))
-    refused(
-        ["predict", str(broken / "model.keras"), image, "--out", str(tmp_path / "o4")],
-        capsys,
-        "unknown configuration field(s) ['base_width']",
-    )
+    refused(["predict", str(broken / "model.keras"), image, "--out", str(tmp_path / "o4")], capsys,
+            "unknown configuration field(s) ['base_width']")
 
 
 def test_a_keras_file_with_a_lambda_layer_is_refused_by_name(tmp_path, capsys, glioma_tiles):
@@ -338,33 +308,15 @@ def test_a_keras_file_with_a_lambda_layer_is_refused_by_name(tmp_path, capsys, g
     model = keras.Model(inputs, keras.layers.Lambda(lambda x: x[..., :2] * 0.0)(inputs))
     model.save(tmp_path / "lambda.keras")
     image = str(write_png(tmp_path / "in" / "x.png", glioma_tiles[0].image[:64, :64]))
-    refused(
-        ["predict", str(tmp_path / "lambda.keras"), image, "--out", str(tmp_path / "o")], capsys, "holds a Lambda layer"
-    )
+    refused(["predict", str(tmp_path / "lambda.keras"), image, "--out", str(tmp_path / "o")], capsys,
+            "holds a Lambda layer")
 
 
 def test_ctrl_c_during_train_says_how_to_resume(glioma_path, tmp_path):
     """A real SIGINT to a real `nucseg train`: one line, exit 130; the resume is tested in test_train."""
-    command = [
-        sys.executable,
-        "-m",
-        "nucseg.cli",
-        "train",
-        "--data",
-        str(glioma_path),
-        "--arch",
-        "pangnet",
-        "--val-patient",
-        HELD_OUT_PATIENT,
-        "--profile",
-        "quick",
-        "--steps",
-        "2000",
-        "--out",
-        str(tmp_path / "f"),
-        "--verbose",
-        "0",
-    ]
+    command = [sys.executable, "-m", "nucseg.cli", "train", "--data", str(glioma_path), "--arch", "pangnet",
+               "--val-patient", HELD_OUT_PATIENT, "--profile", "quick", "--steps", "2000", "--out", str(tmp_path / "f"),
+               "--verbose", "0"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     import time
 

@@ -18,11 +18,8 @@ def test_the_threshold_that_recovers_the_nuclei_is_chosen():
 
 
 def test_the_fold_folders_choice_is_what_its_model_is_used_with(tmp_path):
-    (tmp_path / POSTPROCESS_FILE).write_text(
-        json.dumps(
-            {"threshold": 0.6, "watershed_min_distance": 5, "watershed_footprint": 9, "training_aji": 0.6, "tiles": 3}
-        )
-    )
+    (tmp_path / POSTPROCESS_FILE).write_text(json.dumps({"threshold": 0.6, "watershed_min_distance": 5,
+                                                         "watershed_footprint": 9, "training_aji": 0.6, "tiles": 3}))
     config = with_saved_postprocess(Config(), tmp_path)
     assert (config.threshold, config.watershed_min_distance, config.watershed_footprint) == (0.6, 5, 9)
     assert with_saved_postprocess(Config(), tmp_path / "elsewhere") == Config()
