@@ -68,8 +68,11 @@ def label_tiles(outlines, width: int, height: int, tile_side: int):
         inside = (rr >= 0) & (rr < height) & (cc >= 0) & (cc < width)
         rr, cc = rr[inside], cc[inside]
         for band in np.unique(rr // BAND).tolist():
-            if band < written:  # cannot happen in tile order; never write into a band already out
-                continue
+            if band < written:  # a band already written: the outlines were not in tile order
+                raise ValueError(
+                    f"nucleus {index} reaches rows {band * BAND}.. of the label image, written already: "
+                    "outlines must come in tile order (rows of tiles, top to bottom)"
+                )
             here = rr // BAND == band
             if band not in bands:
                 bands[band] = np.zeros((BAND, padded_width), np.uint32)
