@@ -68,4 +68,9 @@ def main(data: str, side: int = 20000, block: int = 512) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], *(int(v) for v in sys.argv[2:3]))
+    from nucseg.errors import InputError
+
+    try:
+        main(sys.argv[1], *(int(v) for v in sys.argv[2:3]))
+    except (InputError, IndexError, ValueError) as err:
+        sys.exit(f"label_image_memory.py: {err or 'give the annotated data set'}; usage: {__doc__.strip().splitlines()[-1].strip()}")
