@@ -46,6 +46,7 @@ def build_model(config) -> keras.Model:
             config.input_norm,
             grid=config.grid,
             separable=config.separable,
+            grid_skip=config.grid_skip,
         ),
         "dist": lambda: unet(
             config.base_filters,
@@ -55,6 +56,7 @@ def build_model(config) -> keras.Model:
             output="distance",
             grid=config.grid,
             separable=config.separable,
+            grid_skip=config.grid_skip,
         ),
         "fcn8": lambda: fcn8(
             config.base_filters, config.fc_filters, config.encoder_weights, config.batch_norm, config.input_norm

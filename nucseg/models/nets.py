@@ -33,6 +33,7 @@ def unet(
     output: str = "probability",
     grid: int = 1,
     separable: bool = False,
+    grid_skip: bool = False,
 ) -> keras.Model:
     """Ronneberger et al.'s U-Net: base_filters * 2**level, `depth` poolings, skip concatenations.
     output="distance": the same net with DIST's head (one linear channel) instead of the class scores.
@@ -40,11 +41,14 @@ def unet(
     Cheaper variants (issue 20's options, measured in results/measured/speed/): grid=2 runs the
     whole U-Net at half resolution, after one full-resolution 3x3 convolution and a 2x2 pooling,
     and upsamples its features 2x before the head (StarDist's grid): about a quarter of the multiply-adds.
+    grid_skip=True (with grid=2): the full-resolution convolution's features join the upsampled
+    ones, and one more 3x3 convolution at full resolution mixes them before the head (sharper
+    borders for about 3.5 GMAC per megapixel more).
     separable=True: depthwise-separable 3x3 convolutions in every block but the first."""
     inputs = _inputs()
     x, skips = normalise_input(inputs, input_norm), []
     if grid == 2:
-        x = conv_block(x, max(base_filters // 2, 4), 1, name="grid", batch_norm=batch_norm)
+        x = full_resolution = conv_block(x, max(base_filters // 2, 4), 1, name="grid", batch_norm=batch_norm)
         x = layers.MaxPooling2D(2, name="grid_pool")(x)
     for level in range(depth):
         x = conv_block(
@@ -61,6 +65,9 @@ def unet(
     if grid == 2:
         # learned 2x upsampling: Keras's bilinear UpSampling2D cannot be exported with free image sides
         x = layers.Conv2DTranspose(base_filters, 2, strides=2, name="grid_upsample")(x)
+        if grid_skip:
+            x = layers.Concatenate(name="grid_concat")([full_resolution, x])
+            x = conv_block(x, base_filters, 1, name="grid_refine", batch_norm=batch_norm)
     return keras.Model(inputs, OUTPUT_HEADS[output](x), name="unet" if output == "probability" else "dist")
 
 
