@@ -169,3 +169,24 @@ def test_dist_is_the_unet_body_with_a_one_channel_linear_head(glioma_tiles):
     mixed = build_model(config.replace(mixed_precision=True))
     assert mixed.get_layer("distance").dtype_policy.compute_dtype == "float32"
     assert mixed.get_layer("down0_conv1").dtype_policy.compute_dtype == "float16"
+
+
+def test_cheaper_dist_variants_keep_full_resolution_at_the_cost_counted():
+    from nucseg.bench.models import gmac_per_megapixel
+
+    config = Config.from_profile("quick", arch="dist", base_filters=4, unet_depth=3)
+    images = np.random.default_rng(0).uniform(0, 255, (1, 64, 128, 3)).astype(np.float32)
+    cost = {}
+    for name, changes in {"full": {}, "grid": {"grid": 2}, "skip": {"grid": 2, "grid_skip": True},
+                          "separable": {"separable": True}}.items():
+        model = build_model(config.replace(**changes))
+        assert np.asarray(model(images)).shape == (1, 64, 128, 1), name
+        cost[name] = gmac_per_megapixel(model, side=128)
+    assert cost["grid"] < cost["full"] / 3  # the U-Net at half resolution: about a quarter
+    # one more 3x3 convolution at full resolution: 4 stem + 4 upsampled inputs -> 4 filters per pixel
+    assert cost["skip"] - cost["grid"] == pytest.approx(9 * 8 * 4 / 1000)
+    assert cost["separable"] < cost["full"]
+    from nucseg.config import ConfigError
+
+    with pytest.raises(ConfigError, match="grid_skip=true needs grid=2"):
+        config.replace(grid_skip=True)

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.feature import peak_local_max
 from skimage.morphology import h_maxima, remove_small_objects
-from skimage.segmentation import relabel_sequential, watershed
+from skimage.segmentation import watershed
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -42,8 +42,10 @@ def _split(distance: np.ndarray, mask: np.ndarray, peaks: np.ndarray, min_size: 
     for k, component in enumerate(unmarked, start=len(peaks) + 1):
         markers[tuple(np.argwhere(components == component)[0])] = k
     labels = watershed(-distance, markers, mask=mask)
-    labels[np.bincount(labels.ravel())[labels] < min_size] = 0  # pieces the split left too small
-    return relabel_sequential(labels)[0].astype(np.uint16)
+    kept = np.bincount(labels.ravel()) >= min_size  # not the pieces the split left too small
+    kept[0] = False
+    new_ids = np.where(kept, np.cumsum(kept), 0).astype(np.uint16)  # 1..N in the old ids' order
+    return new_ids[labels]
 
 
 def instances_from_probability(
