@@ -39,6 +39,25 @@ def test_openvino_bfloat16_stays_close_where_the_cpu_has_it(small_dist_fold, gli
     full = load_predictor(small_dist_fold / "saved_model", engine="openvino")(batch)
     half = load_predictor(small_dist_fold / "saved_model", precision="bfloat16", engine="openvino")(batch)
     assert 0 < np.abs(half - full).max() < 0.1 * max(1.0, float(np.abs(full).max()))
+    # the last 1x1 convolution runs in float32: distances rounded to bfloat16 would be plateaus
+    rounded_to_bfloat16 = (half.view(np.uint32) & 0xFFFF) == 0
+    assert rounded_to_bfloat16.mean() < 0.5
+
+
+def test_the_linear_head_is_split_off_a_dist_net_only(small_dist_fold, small_unet_fold, glioma_tiles):
+    import openvino as ov
+
+    def openvino_file(fold):
+        engines.openvino_predictor(fold / "saved_model")  # converted into the cache
+        return engines._cache_folder() / engines._model_digest(fold / "saved_model") / "model.xml"
+
+    assert engines.split_linear_head(ov.Core().read_model(str(openvino_file(small_unet_fold))))[1] is None  # softmax
+    dist = openvino_file(small_dist_fold)
+    whole, split = engines.OpenVINOPredictor(dist), engines.OpenVINOPredictor(dist, split_head=True)
+    assert whole.head is None and split.head[0].shape == (1, 8)  # 1 distance from the last 8 feature maps
+    batch = glioma_tiles[0].image[None, :128, :160].astype(np.float32)
+    expected = whole(batch)
+    np.testing.assert_allclose(split(batch), expected, atol=1e-4 * max(1.0, float(np.abs(expected).max())))
 
 
 def test_auto_choices(monkeypatch):
@@ -50,9 +69,11 @@ def test_auto_choices(monkeypatch):
     assert engines.choose_precision("auto", "openvino") == "float32"
     assert engines.choose_precision("bfloat16", "openvino") == "bfloat16"  # asked for: done, with a warning
     monkeypatch.setattr(engines, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16", "amx_bf16"}))
-    # native bfloat16 is faster, but it moved DIST's nuclei (AJI -0.016 on TNBC): float32 stays the default
+    assert engines.choose_precision("auto", "openvino") == "bfloat16"  # measured faster, nuclei as good
+    assert engines.choose_precision("auto", "tensorflow") == "float32"  # TensorFlow rounds the output
+    assert engines.choose_precision("float32", "openvino") == "float32"
+    monkeypatch.setattr(engines, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))  # no AMX: not measured
     assert engines.choose_precision("auto", "openvino") == "float32"
-    assert engines.choose_precision("auto", "tensorflow") == "float32"
     with pytest.raises(engines.InputError, match="--engine onnx"):
         engines.choose_engine("onnx")
 
@@ -64,8 +85,10 @@ def test_cli_predict_says_which_engine_and_precision(small_unet_fold, glioma_til
     image = write_png(tmp_path / "in" / "x.png", glioma_tiles[0].image[:128, :128])
     for engine in ("tensorflow", "openvino"):
         assert main(["predict", str(small_unet_fold / "saved_model"), str(image), "--out", str(tmp_path / engine),
-                     "--engine", engine]) == 0
+                     "--engine", engine, "--precision", "float32"]) == 0
         assert f"engine {engine}, float32" in capsys.readouterr().err
+    assert main(["predict", str(small_unet_fold / "saved_model"), str(image), "--out", str(tmp_path / "auto")]) == 0
+    assert f"engine openvino, {engines.choose_precision('auto', 'openvino')}" in capsys.readouterr().err
     a = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "tensorflow" / "x_prob.png"), int)
     b = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "openvino" / "x_prob.png"), int)
     assert np.abs(a - b).max() <= 1  # the same probability map to one grey level

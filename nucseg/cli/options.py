@@ -127,8 +127,8 @@ def add_precision(parser, default: str = "auto") -> None:
         "--precision",
         choices=PRECISION_CHOICES,
         default=default,
-        help="auto (float32): bfloat16 is faster only on CPUs with AVX512_BF16 or AMX, and moves "
-        f"DIST's nuclei (see docs/speed.md) (default: {default})",
+        help="auto: bfloat16 with OpenVINO on a CPU with AMX (measured faster, same nuclei), else "
+        f"float32; bfloat16 is slower on CPUs without AVX512_BF16 or AMX (see docs/speed.md) (default: {default})",
     )
 
 

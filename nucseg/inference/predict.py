@@ -35,44 +35,46 @@ def load_predictor(path: str | Path, precision: str = "float32", engine: str = "
 
     engine "openvino": compiled by OpenVINO (nucseg.inference.engines), from either export.
     precision "bfloat16": with TensorFlow (a `.keras` file only) the net computes in bfloat16 but
-    for its output layer; with OpenVINO, its CPU plugin's bfloat16 (see nucseg.inference.engines
-    for where either is faster)."""
+    for its output layer; with OpenVINO, its CPU plugin's bfloat16 but for a last 1x1 convolution
+    (see nucseg.inference.engines for where either is faster)."""
     path = Path(path)
+    is_keras = path.is_file() and path.suffix == ".keras"
+    is_saved_model = path.is_dir() and (path / "saved_model.pb").is_file()
     if engine == "openvino":
         from nucseg.inference.engines import openvino_predictor
 
         if not path.exists():
             raise ModelLoadError(f"{path}: no such file or folder. Pass a model.keras file or a SavedModel folder.")
-        if (path.is_file() and path.suffix == ".keras") or (path.is_dir() and (path / "saved_model.pb").is_file()):
+        if is_keras or is_saved_model:
             return openvino_predictor(path, precision)
+    if not (is_keras or is_saved_model):
+        raise ModelLoadError(
+            f"{path}: not a .keras file nor a SavedModel folder (with saved_model.pb). "
+            "Pass <run>/<arch>/<patient>/model.keras or .../saved_model."
+        )
     if precision not in PRECISIONS:
         raise ModelLoadError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
-    if precision != "float32" and path.suffix != ".keras":
+    if precision != "float32" and not is_keras:
         raise ModelLoadError(
             f"{path}: --precision {precision} needs the model's .keras file (a SavedModel's "
             "graph is fixed in float32); pass <run>/<arch>/<patient>/model.keras"
         )
-    if path.is_dir() and (path / "saved_model.pb").is_file():
+    if is_saved_model:
         import tensorflow as tf
 
         from nucseg.models.loading import load_saved_model
 
         loaded = load_saved_model(path)  # keep it: `serve` alone lets its variables go
         return lambda batch: np.asarray(loaded.serve(tf.constant(batch, tf.float32)))
-    if path.is_file() and path.suffix == ".keras":
-        from nucseg.models import in_mixed_precision
-        from nucseg.models.loading import load_keras_model
+    from nucseg.models import in_mixed_precision
+    from nucseg.models.loading import load_keras_model
 
-        model = load_keras_model(path)
-        model = in_mixed_precision(model, "mixed_bfloat16") if precision == "bfloat16" else model
-        # Keras's compiled predict step: 0.69 s a 1024 x 1024 tile for the cpu-profile U-Net where the
-        # eager call takes 0.79 s; with XLA (jit_compile=True) it took 0.82 s on the CPU, so no XLA.
-        model.compile(jit_compile=False)
-        return lambda batch: np.asarray(model.predict_on_batch(batch))
-    raise ModelLoadError(
-        f"{path}: not a .keras file nor a SavedModel folder (with saved_model.pb). "
-        "Pass <run>/<arch>/<patient>/model.keras or .../saved_model."
-    )
+    model = load_keras_model(path)
+    model = in_mixed_precision(model, "mixed_bfloat16") if precision == "bfloat16" else model
+    # Keras's compiled predict step: 0.69 s a 1024 x 1024 tile for the cpu-profile U-Net where the
+    # eager call takes 0.79 s; with XLA (jit_compile=True) it took 0.82 s on the CPU, so no XLA.
+    model.compile(jit_compile=False)
+    return lambda batch: np.asarray(model.predict_on_batch(batch))
 
 
 def model_predictor(model):

@@ -264,7 +264,7 @@ def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson:
 
     save_with(out_dir / name, write_geojson, suffix=".gz" if gzip_geojson else ".geojson")
     write_text_atomic(out_dir / "nuclei.csv", table.getvalue() or "id\n")
-    write_png_atomic(out_dir / "overview.png", np.asarray(overview))
+    write_png_atomic(out_dir / "overview.png", np.asarray(overview), compress_level=1)  # a preview: speed first
     x, y, w, h = plan.region
     return {
         "slide": plan.slide,
