@@ -49,6 +49,30 @@ def test_polygon_is_placed_in_full_image_coordinates():
     assert min(xs) == 100 and max(xs) == 103 and min(ys) == 10 and max(ys) == 12
 
 
+def test_outlines_have_the_vertices_of_skimages_find_contours(glioma_tiles):
+    from skimage.measure import find_contours
+
+    from nucseg.inference.objects import nucleus_outlines
+
+    def cyclic(points):  # a ring without its closing point, from its smallest point
+        points = [tuple(p) for p in points]
+        first = points.index(min(points))
+        return points[first:] + points[:first]
+
+    checked = 0
+    for tile in glioma_tiles[:4]:  # real nuclei, touching ones among them
+        outlines = nucleus_outlines(tile.label, top=3, left=5)
+        assert sorted(outlines) == [int(k) for k in np.unique(tile.label) if k]
+        for index, ring in outlines.items():
+            contour = max(find_contours(np.pad(tile.label == index, 1).astype(np.float32), 0.5), key=len)[:-1]
+            turns = np.cross(contour - np.roll(contour, 1, 0), np.roll(contour, -1, 0) - contour) != 0
+            expected = contour[turns] if turns.sum() >= 3 else contour
+            assert ring[0] == ring[-1]
+            assert cyclic(ring[:-1]) == cyclic(expected[:, ::-1] - 0.5 + (5, 3)), index
+            checked += 1
+    assert checked > 100
+
+
 def test_more_than_65535_nuclei_go_to_a_32_bit_tiff(tmp_path):
     import tifffile
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from skimage.measure import find_contours
 
 from nucseg.inference.baseline import hematoxylin
+from nucseg.inference.outlines import nucleus_outlines, nucleus_polygon  # noqa: F401 (nucleus_polygon: API)
 from nucseg.io import save_with, write_png_atomic, write_text_atomic
 
 NUCLEUS_CLASS = {"name": "Nucleus", "color": [200, 0, 120]}
@@ -29,35 +29,6 @@ TABLE_COLUMNS = [
     "solidity",
     "mean_hematoxylin_od",
 ]
-
-
-def nucleus_polygon(mask: np.ndarray, top: int = 0, left: int = 0) -> list[list[float]]:
-    """Closed outline [[x, y], ...] of a binary mask (its largest piece), in pixel-corner
-    coordinates: find_contours runs through the half-way points between pixel centres, which
-    are the pixel edges once shifted by half a pixel. Points in the middle of straight runs are
-    dropped (lossless; skimage's approximate_polygon took 20 times as long as the outline)."""
-    contour = max(find_contours(np.pad(mask, 1).astype(np.float32), 0.5), key=len)
-    contour = _without_collinear(contour[:-1] if np.array_equal(contour[0], contour[-1]) else contour)
-    xy = np.round(contour[:, ::-1] - 0.5 + (left, top), 2)
-    return [*xy.tolist(), xy[0].tolist()]
-
-
-def _without_collinear(ring: np.ndarray) -> np.ndarray:
-    """The ring's points where its direction changes."""
-    step_in, step_out = ring - np.roll(ring, 1, axis=0), np.roll(ring, -1, axis=0) - ring
-    turns = np.abs(step_in[:, 0] * step_out[:, 1] - step_in[:, 1] * step_out[:, 0]) > 1e-9
-    return ring[turns] if turns.sum() >= 3 else ring
-
-
-def nucleus_outlines(labels: np.ndarray, top: int = 0, left: int = 0) -> dict[int, list[list[float]]]:
-    """{id: closed outline} of every nucleus of a label image (see nucleus_polygon)."""
-    from scipy import ndimage
-
-    return {
-        index: nucleus_polygon(labels[box] == index, box[0].start + top, box[1].start + left)
-        for index, box in enumerate(ndimage.find_objects(labels), start=1)
-        if box is not None
-    }
 
 
 def nuclei_table(

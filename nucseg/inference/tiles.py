@@ -108,10 +108,8 @@ def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, cor
     features = geojson_features(outlines, table)
     scale, (x0, y0) = plan.to_level0, plan.region[:2]
     for feature in features:
-        ring = feature["geometry"]["coordinates"][0]
-        feature["geometry"]["coordinates"] = [
-            [[round(x0 + (tx + px) * scale, 2), round(y0 + (ty + py) * scale, 2)] for px, py in ring]
-        ]
+        ring = np.asarray(feature["geometry"]["coordinates"][0])
+        feature["geometry"]["coordinates"] = [np.round((x0, y0) + (ring + (tx, ty)) * scale, 2).tolist()]
     table["centroid_x"] = x0 + (tx + table["centroid_x"]) * scale
     table["centroid_y"] = y0 + (ty + table["centroid_y"]) * scale
     return features, table.drop(columns="id"), cut
