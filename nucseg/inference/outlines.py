@@ -66,12 +66,17 @@ def nucleus_outlines(labels: np.ndarray, top: int = 0, left: int = 0) -> dict[in
     end_keys = owners * (2 * padded.shape[0] * width) + ends[:, 0] * width + ends[:, 1]
     order = np.argsort(start_keys)
     following = order[np.searchsorted(start_keys[order], end_keys)]  # the segment each one leads to
-    outlines = {}
-    for owner, ring in _longest_rings(following, owners):
-        points = _without_collinear(starts[ring])
-        xy = np.round(points[:, ::-1] / 2 - 0.5 + (left, top), 2)  # doubled, padded -> pixel corners
-        outlines[owner] = [*xy.tolist(), xy[0].tolist()]
-    return dict(sorted(outlines.items()))
+    rings = sorted(_longest_rings(following, owners))
+    lengths = np.array([len(ring) for _, ring in rings])
+    points = starts[np.concatenate([ring for _, ring in rings])]
+    kept = _turns(points, lengths)
+    xy = np.round(points[kept][:, ::-1] / 2 - 0.5 + (left, top), 2).tolist()  # doubled, padded -> pixel corners
+    counts = np.bincount(np.repeat(np.arange(len(rings)), lengths)[kept], minlength=len(rings)).tolist()
+    outlines, first = {}, 0
+    for (owner, _), count in zip(rings, counts):
+        outlines[owner] = [*xy[first : first + count], xy[first]]
+        first += count
+    return outlines
 
 
 def nucleus_polygon(mask: np.ndarray, top: int = 0, left: int = 0) -> list[list[float]]:
@@ -122,8 +127,14 @@ def _longest_rings(following: np.ndarray, owners: np.ndarray):
     return longest.items()
 
 
-def _without_collinear(ring: np.ndarray) -> np.ndarray:
-    """The ring's points where its direction changes."""
-    step_in, step_out = ring - np.roll(ring, 1, axis=0), np.roll(ring, -1, axis=0) - ring
+def _turns(points: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Which points of the rings (concatenated; `lengths` points each) are where the ring's
+    direction changes; all of a ring's points where fewer than 3 are."""
+    ring_start = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    position = np.arange(len(points)) - ring_start
+    before = ring_start + (position - 1) % np.repeat(lengths, lengths)
+    after = ring_start + (position + 1) % np.repeat(lengths, lengths)
+    step_in, step_out = points - points[before], points[after] - points
     turns = step_in[:, 0] * step_out[:, 1] != step_in[:, 1] * step_out[:, 0]  # integer coordinates: exact
-    return ring[turns] if turns.sum() >= 3 else ring
+    few = np.add.reduceat(turns, np.cumsum(lengths) - lengths) < 3
+    return turns | np.repeat(few, lengths)
