@@ -7,12 +7,13 @@
   (results/measured/engines/README.md).
 
 `--engine auto` takes TensorFlow where it sees a GPU, else OpenVINO where it is installed, else
-TensorFlow. `--precision auto` is float32. bfloat16 must be asked for, and is worth it only on a
-CPU with native bfloat16 (AVX512_BF16 or AMX): there OpenVINO's bfloat16 ran the DIST forward
-pass 2.7 times as fast as its float32, but its coarser distances moved the nuclei the dynamic
-watershed finds (TNBC: AJI 0.619 -> 0.603, object F1 0.752 -> 0.722; pixel F1 equal), so it is
-not the default; on an AVX2-only CPU TensorFlow's bfloat16 was 1.6 times slower than float32, and
-asking for bfloat16 there is warned about (results/measured/engines/README.md).
+TensorFlow. `--precision auto` is bfloat16 with OpenVINO on a CPU with AMX, float32 everywhere
+else. OpenVINO's bfloat16 rounds DIST's distances to steps that moved the nuclei the dynamic
+watershed finds (TNBC: AJI 0.619 -> 0.603), so the net's last 1x1 convolution is done apart, in
+float32 (`split_linear_head`): the same scores as float32, the net 2.6 times as fast on the AMX
+CPU measured. Without AMX bfloat16 was not measured (AVX512_BF16) or is slower (AVX2 only:
+TensorFlow's 1.6 times slower than float32), and asking for it there is warned about
+(results/measured/engines/README.md).
 """
 
 from __future__ import annotations
