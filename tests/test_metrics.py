@@ -64,6 +64,19 @@ def test_object_ids_need_not_be_sequential_nor_shared():
     assert scores["object_f1"] == scores["aji"] == scores["pq"] == 1.0
 
 
+def test_renumbering_keeps_the_order_of_ids_whatever_their_type_and_range():
+    from nucseg.metrics import _sequential
+
+    expected = np.array([[0, 2, 2], [3, 0, 1], [1, 4, 0]])
+    small = np.array([[0, 7, 7], [8, 0, 2], [2, 9, 0]])  # ids up to the pixel count: a lookup table
+    huge = np.array([[0, 7, 7], [300, 0, 2], [2, 70000, 0]])  # far above it: np.unique
+    for labels in (small, huge):
+        for dtype in (np.uint16, np.int32, np.int64, np.uint32, np.float64):
+            if labels.max() <= np.iinfo(np.uint16).max or dtype is not np.uint16:
+                assert np.array_equal(_sequential(labels.astype(dtype)), expected), (labels.max(), dtype)
+        assert np.array_equal(_sequential(labels + 1), expected + 1)  # no background: ids from 1
+
+
 @pytest.mark.parametrize("predicted_empty, truth_empty, expected", [
     (True, True, 1.0),  # nothing to find, nothing found: perfect
     (True, False, 0.0),  # everything missed
