@@ -93,10 +93,11 @@ _PERIMETER_WEIGHTS[[21, 33]] = np.sqrt(2)
 _PERIMETER_WEIGHTS[[13, 23]] = (1 + np.sqrt(2)) / 2
 
 
-def _neighbour(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """image shifted so that each pixel sees its neighbour (dy, dx); 0 past the edges."""
-    height, width = image.shape
-    return np.pad(image, 1)[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+def _at(padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """The (rows, cols) pixels' neighbours (dy, dx) in an image padded by one pixel of 0. Gathered
+    at those pixels only (a tile's border pixels are a few percent of it): a fifth of the time of
+    shifting whole images."""
+    return padded[rows + 1 + dy, cols + 1 + dx]
 
 
 _SIDES, _CORNERS = [(-1, 0), (1, 0), (0, -1), (0, 1)], [(-1, -1), (-1, 1), (1, -1), (1, 1)]
@@ -104,20 +105,27 @@ _SIDES, _CORNERS = [(-1, 0), (1, 0), (0, -1), (0, 1)], [(-1, -1), (-1, 1), (1, -
 
 def _border(labels: np.ndarray) -> np.ndarray:
     """Pixels of a region with a 4-neighbour outside it (regionprops' perimeter pixels)."""
-    return (labels > 0) & np.logical_or.reduce([_neighbour(labels, dy, dx) != labels for dy, dx in _SIDES])
+    rows, cols = np.nonzero(labels)
+    values = labels[rows, cols]
+    padded = np.pad(labels, 1)
+    outside = np.logical_or.reduce([_at(padded, rows, cols, dy, dx) != values for dy, dx in _SIDES])
+    border = np.zeros(labels.shape, bool)
+    border[rows[outside], cols[outside]] = True
+    return border
 
 
 def _perimeters(labels: np.ndarray, border: np.ndarray, count: int) -> np.ndarray:
     """skimage.measure.perimeter(region, neighborhood=4) of every region 1..count at once: each
     border pixel coded by its border neighbours of the same region (1 itself, 2 per side, 10 per
     corner), and regionprops' weight per code."""
-    code = border.astype(np.int64)
+    rows, cols = np.nonzero(border)
+    values = labels[rows, cols]
+    padded_border, padded_labels, code = np.pad(border, 1), np.pad(labels, 1), np.ones(len(rows), np.int64)
     for offsets, weight in ((_SIDES, 2), (_CORNERS, 10)):
         for dy, dx in offsets:
-            code += weight * (_neighbour(border, dy, dx) & (_neighbour(labels, dy, dx) == labels))
-    return np.bincount(labels[border].astype(np.intp), weights=_PERIMETER_WEIGHTS[code[border]], minlength=count + 1)[
-        1:
-    ]
+            same = _at(padded_labels, rows, cols, dy, dx) == values
+            code += weight * (_at(padded_border, rows, cols, dy, dx) & same)
+    return np.bincount(values.astype(np.intp), weights=_PERIMETER_WEIGHTS[code], minlength=count + 1)[1:]
 
 
 def _hull_areas(labels: np.ndarray, border: np.ndarray, count: int) -> np.ndarray:
