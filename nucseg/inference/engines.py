@@ -140,7 +140,8 @@ class OpenVINOPredictor:
                 else ov.convert_model(str(model_file))
             )
             self.head = None
-            if precision == "bfloat16" if split_head is None else split_head:
+            split_head = precision == "bfloat16" if split_head is None else split_head
+            if split_head:
                 model, self.head = split_linear_head(model)
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as err:  # OpenVINO raises its own RuntimeError subclasses, with C++ traces
@@ -183,6 +184,8 @@ def split_linear_head(model):
     weights = conv.input(1).get_source_output().get_node()
     if weights.get_type_name() != "Constant" or tuple(weights.get_output_shape(0))[2:] != (1, 1):
         return model, None
+    if tail.get_type_name() == "Reshape" and weights.get_output_shape(0)[0] != 1:
+        return model, None  # a reshape to channels-last is a transpose only for a single channel
     features = conv.input(0).get_source_output()
     body = ov.Model([features], model.get_parameters(), "body")
     kernel = weights.get_data().astype(np.float32)[:, :, 0, 0]  # (outputs, features)
