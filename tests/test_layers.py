@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 LAYERS = [
-    ["errors", "config", "io", "outputs", "logs"],
+    ["errors", "config", "io", "outputs", "logs", "labels"],
     ["models"],
     ["data", "pretrained"],
     ["postprocess", "metrics"],

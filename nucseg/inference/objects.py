@@ -17,6 +17,7 @@ import pandas as pd
 from nucseg.inference.baseline import hematoxylin
 from nucseg.inference.outlines import nucleus_outlines, nucleus_polygon  # noqa: F401 (nucleus_polygon: API)
 from nucseg.io import save_with, write_png_atomic, write_text_atomic
+from nucseg.labels import nucleus_means, nucleus_pixels
 
 NUCLEUS_CLASS = {"name": "Nucleus", "color": [200, 0, 120]}
 TABLE_COLUMNS = [
@@ -50,13 +51,11 @@ def nuclei_table(
     regionprops to within a few pixels (see _hull_areas)."""
     labels = np.asarray(labels)
     count = int(labels.max(initial=0))
-    rows, cols = np.nonzero(labels)  # nucleus pixels only: a third of a tile or less
-    owner = labels[rows, cols].astype(np.intp)
-    area = np.bincount(owner, minlength=count + 1)[1:]
+    rows, cols, owner, area = nucleus_pixels(labels)
     ids, present = np.arange(1, count + 1), area > 0
 
     def mean(values):
-        return np.bincount(owner, weights=values, minlength=count + 1)[1:] / np.maximum(area, 1)
+        return nucleus_means(owner, area, values)
 
     centre_r, centre_c = mean(rows), mean(cols)
     d_r, d_c = rows - centre_r[owner - 1], cols - centre_c[owner - 1]

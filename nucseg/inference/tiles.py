@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from nucseg.labels import nucleus_means, nucleus_pixels
+
 
 @dataclasses.dataclass(frozen=True)
 class SlidePlan:
@@ -61,12 +63,8 @@ def kept_nuclei(labels: np.ndarray, plan: SlidePlan, tx: int, ty: int, core_x, c
     ids = np.arange(1, int(labels.max()) + 1)
     if not len(ids):
         return [], 0
-    rows, cols = np.nonzero(labels)
-    owner = labels[rows, cols]
-    area = np.bincount(owner, minlength=len(ids) + 1)[1:].astype(float)
-    area[area == 0] = np.nan  # an id without pixels: no centroid, never kept
-    sums = [np.bincount(owner, weights=pixels, minlength=len(ids) + 1)[1:] for pixels in (rows, cols)]
-    centroids = np.stack(sums, axis=1) / area[:, None]
+    rows, cols, owner, area = nucleus_pixels(labels)
+    centroids = np.stack([nucleus_means(owner, area, rows), nucleus_means(owner, area, cols)], axis=1)
     interior = {
         "top": ty > 0,
         "left": tx > 0,
@@ -82,8 +80,8 @@ def kept_nuclei(labels: np.ndarray, plan: SlidePlan, tx: int, ty: int, core_x, c
     )
     touching = set(np.unique(labels[edge & (labels > 0)]).tolist())
     kept, cut = [], 0
-    for index, (cy, cx) in zip(ids, centroids):
-        if not (core_y[0] <= ty + cy + 0.5 < core_y[1] and core_x[0] <= tx + cx + 0.5 < core_x[1]):
+    for index, pixels, (cy, cx) in zip(ids, area, centroids):
+        if not pixels or not (core_y[0] <= ty + cy + 0.5 < core_y[1] and core_x[0] <= tx + cx + 0.5 < core_x[1]):
             continue
         if int(index) in touching:
             cut += 1

@@ -1,0 +1,31 @@
+"""Arithmetic on instance label images (0 background, one id per nucleus), by lookup tables and
+bincounts: renumbering, and per-nucleus pixel sums. Shared by post-processing, the scores and the
+nuclei of tiles, so each does it the same way."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def renumbered(labels: np.ndarray, kept: np.ndarray, dtype=np.intp) -> np.ndarray:
+    """`labels` with the ids where `kept[id]` is true renumbered 1..N in the order of their ids,
+    every other id (and 0) set to 0. `kept` has one entry per id 0..labels.max(). A lookup table:
+    a tenth of the time of np.unique's sort (skimage's relabel_sequential sorts too)."""
+    kept = np.array(kept, bool)
+    kept[0] = False
+    return np.where(kept, np.cumsum(kept), 0).astype(dtype)[labels]
+
+
+def nucleus_pixels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, owner, area): the nucleus pixels, the id of each, and the pixel count of
+    each id 1..labels.max() (0 for an id without pixels)."""
+    rows, cols = np.nonzero(labels)  # nucleus pixels only: a third of a tile or less
+    owner = labels[rows, cols].astype(np.intp)
+    area = np.bincount(owner, minlength=int(labels.max(initial=0)) + 1)[1:]
+    return rows, cols, owner, area
+
+
+def nucleus_means(owner: np.ndarray, area: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The mean of `values` (one per nucleus pixel, as from nucleus_pixels) over each id 1..len(area);
+    0 for an id without pixels."""
+    return np.bincount(owner, weights=values, minlength=len(area) + 1)[1:] / np.maximum(area, 1)
