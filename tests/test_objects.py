@@ -104,3 +104,18 @@ def test_table_measures_real_nuclei_as_regionprops_does(glioma_tiles):
         np.testing.assert_allclose(ours[column], expected, rtol=1e-9, atol=1e-9, err_msg=column)
     ratio = ours["solidity"] / theirs["solidity"]  # its hull's pixels counted by Pick's theorem
     assert abs(np.median(ratio) - 1) < 0.003 and np.abs(ratio - 1).max() < 0.025
+
+
+def test_hematoxylin_by_lookup_table_is_skimages_rgb2hed(glioma_tiles):
+    """The uint8 route (a table per channel) gives rgb2hed's hematoxylin channel but for round-off,
+    on real tiles and on every grey level; other dtypes go through rgb2hed itself."""
+    from skimage.color import rgb2hed
+
+    from nucseg.inference.baseline import hematoxylin
+
+    grey = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
+    for image in [tile.image for tile in glioma_tiles[:4]] + [grey]:
+        assert image.dtype == np.uint8
+        np.testing.assert_allclose(hematoxylin(image), rgb2hed(image)[..., 0], rtol=1e-12, atol=1e-12)
+    as_float = glioma_tiles[0].image / 255.0
+    np.testing.assert_array_equal(hematoxylin(as_float), rgb2hed(as_float)[..., 0])

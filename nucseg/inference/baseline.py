@@ -12,8 +12,26 @@ BASELINE_NAME = "otsu-hematoxylin"
 
 
 def hematoxylin(image: np.ndarray) -> np.ndarray:
-    """Hematoxylin optical density (H, W) of an RGB image, values 0..255."""
-    return rgb2hed(image)[..., 0]
+    """Hematoxylin optical density (H, W) of an RGB image, values 0..255: skimage's rgb2hed's
+    first channel. For uint8 images by a lookup table of each channel's share (rgb2hed is a
+    logarithm per channel, then a matrix product: 256 values a channel), a tenth of rgb2hed's time
+    and equal to it but for round-off (tests/test_objects.py)."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        return rgb2hed(image)[..., 0]
+    shares = _HEMATOXYLIN_SHARES
+    return np.maximum(shares[0][image[..., 0]] + shares[1][image[..., 1]] + shares[2][image[..., 2]], 0)
+
+
+def _hematoxylin_shares() -> np.ndarray:
+    """(3, 256): what a channel's value adds to the hematoxylin density, as rgb2hed computes it."""
+    from skimage.color.colorconv import hed_from_rgb
+
+    levels = np.maximum(np.arange(256) / 255.0, 1e-6)
+    return (np.log(levels) / np.log(1e-6))[None, :] * hed_from_rgb[:, 0][:, None]
+
+
+_HEMATOXYLIN_SHARES = _hematoxylin_shares()
 
 
 def otsu_nucleus_map(image: np.ndarray) -> np.ndarray:
