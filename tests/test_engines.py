@@ -44,20 +44,20 @@ def test_openvino_bfloat16_stays_close_where_the_cpu_has_it(small_dist_fold, gli
     assert rounded_to_bfloat16.mean() < 0.5
 
 
-def test_the_linear_head_is_split_off_a_dist_net_only(small_dist_fold, small_unet_fold, glioma_tiles):
+def test_the_linear_head_is_kept_in_float32_for_a_dist_net_only(small_dist_fold, small_unet_fold, glioma_tiles):
     import openvino as ov
 
     def openvino_file(fold):
         engines.openvino_predictor(fold / "saved_model")  # converted into the cache
         return engines._cache_folder() / engines._model_digest(fold / "saved_model") / "model.xml"
 
-    assert engines.split_linear_head(ov.Core().read_model(str(openvino_file(small_unet_fold))))[1] is None  # softmax
+    assert not engines.float32_linear_head(ov.Core().read_model(str(openvino_file(small_unet_fold))))  # softmax
     dist = openvino_file(small_dist_fold)
-    whole, split = engines.OpenVINOPredictor(dist), engines.OpenVINOPredictor(dist, split_head=True)
-    assert whole.head is None and split.head[0].shape == (1, 8)  # 1 distance from the last 8 feature maps
+    whole, rewritten = engines.OpenVINOPredictor(dist), engines.OpenVINOPredictor(dist, float32_head=True)
+    assert not whole.head_in_float32 and rewritten.head_in_float32
     batch = glioma_tiles[0].image[None, :128, :160].astype(np.float32)
     expected = whole(batch)
-    np.testing.assert_allclose(split(batch), expected, atol=1e-4 * max(1.0, float(np.abs(expected).max())))
+    np.testing.assert_allclose(rewritten(batch), expected, atol=1e-4 * max(1.0, float(np.abs(expected).max())))
 
 
 def test_auto_choices(monkeypatch):
