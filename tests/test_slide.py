@@ -177,6 +177,16 @@ def test_nuclei_workers_in_processes_give_what_one_thread_gives(mosaic, tmp_path
     assert timings["nuclei"] > 0  # measured in the workers and sent back
 
 
+def test_nuclei_workers_run_below_the_nets_priority():
+    import os
+
+    from nucseg.inference.slide import NUCLEI_NICENESS, nuclei_pool
+
+    with nuclei_pool(1) as pool:
+        worker = pool.submit(os.nice, 0).result()  # os.nice(0) returns the niceness, unchanged
+    assert worker == min(os.nice(0) + NUCLEI_NICENESS, 19)
+
+
 def test_a_negative_number_of_nuclei_workers_is_refused(tmp_path):
     with pytest.raises(SlideError, match="--nuclei-workers -1: 0 .one thread. or more"):
         run_slide(pixelwise_predictor, Config(), tmp_path / "any.tif", tmp_path / "out", nuclei_workers=-1, verbose=0)

@@ -9,11 +9,11 @@
 `--engine auto` takes TensorFlow where it sees a GPU, else OpenVINO where it is installed, else
 TensorFlow. `--precision auto` is bfloat16 with OpenVINO on a CPU with AMX, float32 everywhere
 else. OpenVINO's bfloat16 rounds DIST's distances to steps that moved the nuclei the dynamic
-watershed finds (TNBC: AJI 0.619 -> 0.603), so the net's last 1x1 convolution is done apart, in
-float32 (`float32_linear_head`): the same scores as float32, at the speed of the net all in
-bfloat16 on the AMX CPU measured. Without AMX bfloat16 was not measured (AVX512_BF16) or is slower (AVX2 only:
-TensorFlow's 1.6 times slower than float32), and asking for it there is warned about
-(results/measured/engines/README.md).
+watershed finds (TNBC: AJI 0.619 -> 0.603), so the net's last 1x1 convolution is kept in float32
+(`float32_linear_head`): the same scores as float32, the net 2.3 times as fast as float32 on the
+AMX CPU measured (the whole net in bfloat16: 2.8 times). Without AMX bfloat16 was not measured
+(AVX512_BF16) or is slower (AVX2 only: TensorFlow's 1.6 times slower than float32), and asking for
+it there is warned about (results/measured/engines/README.md).
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ from nucseg.io import save_with, write_json_atomic, write_png_atomic, write_text
 
 PART_TILES = 16
 OVERVIEW_SIDE = 2048
+NUCLEI_NICENESS = 10  # added to the nuclei workers' niceness (see nuclei_pool)
 __all__ = ["SlideError", "choose_level", "tile_cores"]  # re-exported
 
 
@@ -77,10 +78,20 @@ def default_nuclei_workers() -> int:
 def nuclei_pool(workers: int):
     """Where the nuclei of batches are found: `workers` processes (spawned, not forked: the parent
     runs TensorFlow's or OpenVINO's threads, which a fork does not carry safely), or for 0 one
-    thread of this process (NumPy, SciPy and scikit-image let go of the GIL for part of the work)."""
+    thread of this process (NumPy, SciPy and scikit-image let go of the GIL for part of the work).
+    The processes run at a lower priority (niceness +10): the net, whose threads wait for each
+    other, gets the cores when it wants them and the nuclei fill the gaps. On 2 cores that was 8 %
+    less wall time end to end, side by side (results/measured/engines/bench_slide_4096_nice.txt)."""
     if workers <= 0:
         return ThreadPoolExecutor(max_workers=1)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority
+    )
+
+
+def _lower_priority() -> None:
+    if hasattr(os, "nice"):  # POSIX only
+        os.nice(NUCLEI_NICENESS)
 
 
 def run_slide(
