@@ -161,8 +161,8 @@ def float32_linear_head(model) -> bool:
     leaves the ops after a net's last convolution in the model's precision "to maintain accuracy":
     its Graph::EnforceInferencePrecision). True where it did; False, the model untouched, where the
     model does not end in a 1x1 convolution with one output (a net with a softmax).
-    Written as (features x weights) summed over the channels, in (N, C, H, W): as fast as the
-    bfloat16 convolution it replaces; a 5-D product serving several outputs ran 40 % slower.
+    Written as (features x weights) summed over the channels, in (N, C, H, W): the net within about
+    a tenth of its speed all in bfloat16; a 5-D product serving several outputs ran 40 % slower.
 
     Why: DIST's distances rounded to bfloat16 (steps of 1/32 to 1/16 of a pixel at the distances
     of nuclei) become plateaus that merge or split the dynamic watershed's maxima: TNBC's AJI
