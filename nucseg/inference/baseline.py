@@ -14,8 +14,9 @@ BASELINE_NAME = "otsu-hematoxylin"
 def hematoxylin(image: np.ndarray) -> np.ndarray:
     """Hematoxylin optical density (H, W) of an RGB image, values 0..255: skimage's rgb2hed's
     first channel. For uint8 images by a lookup table of each channel's share (rgb2hed is a
-    logarithm per channel, then a matrix product: 256 values a channel), a tenth of rgb2hed's time
-    and equal to it but for round-off (tests/test_objects.py)."""
+    logarithm per channel, then a matrix product: 256 values a channel): 0.017 against 0.028 s a
+    1024 x 1024 tile, equal to it but for round-off (tests/test_objects.py,
+    results/measured/speed/hematoxylin.txt)."""
     image = np.asarray(image)
     if image.dtype != np.uint8:
         return rgb2hed(image)[..., 0]
