@@ -25,7 +25,14 @@ INPUT_NORMS = ("unit", "per_image")
 DATA_ENV_VAR = "NUCSEG_DATA"
 # Fields added after results were published: left out of config_hash while unset, so that the
 # hashes (and folds.csv) of earlier runs stay what they were.
-HASHED_ONLY_WHEN_SET = {"dataset_weights": None, "init": None, "grid": 1, "separable": False, "grid_skip": False}
+HASHED_ONLY_WHEN_SET = {
+    "dataset_weights": None,
+    "init": None,
+    "grid": 1,
+    "separable": False,
+    "grid_skip": False,
+    "separable_from": 1,
+}
 DEFAULT_DATA = "data/tnbc"
 
 
@@ -74,6 +81,7 @@ class Config:
     input_norm: str = "per_image"  # "per_image": each image's channels to mean 0, std 1; "unit": 0..255 -> -1..1
     grid: int = 1  # U-Net and DIST: 2 runs the net at half resolution and upsamples its output (a quarter of the cost)
     separable: bool = False  # U-Net and DIST: depthwise-separable convolutions in the deeper blocks
+    separable_from: int = 1  # with separable: the first level (0 = full resolution) whose blocks are separable
     grid_skip: bool = False  # with grid=2: full-resolution features join the upsampled ones before the head
     encoder_weights: str | None = None  # None, "imagenet" or a .weights.h5 / .h5 path
     init: str | None = None  # start from this model's weights (a .keras file of the same net): fine-tuning
@@ -202,6 +210,11 @@ class Config:
             problems.append(f"lr={self.lr} must be positive")
         if self.grid not in (1, 2):
             problems.append(f"grid={self.grid} must be 1 (full resolution) or 2 (half resolution, upsampled)")
+        if not 1 <= self.separable_from <= self.unet_depth:
+            problems.append(
+                f"separable_from={self.separable_from} must be between 1 and unet_depth={self.unet_depth} "
+                "(the level whose blocks are the first separable ones; the bottom block always is)"
+            )
         if self.grid_skip and self.grid != 2:
             problems.append("grid_skip=true needs grid=2 (it joins full-resolution features to the upsampled ones)")
         if self.input_norm not in INPUT_NORMS:

@@ -178,15 +178,23 @@ def test_cheaper_dist_variants_keep_full_resolution_at_the_cost_counted():
     images = np.random.default_rng(0).uniform(0, 255, (1, 64, 128, 3)).astype(np.float32)
     cost = {}
     for name, changes in {"full": {}, "grid": {"grid": 2}, "skip": {"grid": 2, "grid_skip": True},
-                          "separable": {"separable": True}}.items():
+                          "separable": {"separable": True},
+                          "separable_from_2": {"separable": True, "separable_from": 2}}.items():
         model = build_model(config.replace(**changes))
         assert np.asarray(model(images)).shape == (1, 64, 128, 1), name
         cost[name] = gmac_per_megapixel(model, side=128)
     assert cost["grid"] < cost["full"] / 3  # the U-Net at half resolution: about a quarter
     # one more 3x3 convolution at full resolution: 4 stem + 4 upsampled inputs -> 4 filters per pixel
     assert cost["skip"] - cost["grid"] == pytest.approx(9 * 8 * 4 / 1000)
-    assert cost["separable"] < cost["full"]
+    assert cost["separable"] < cost["separable_from_2"] < cost["full"]
+    later = build_model(config.replace(separable=True, separable_from=2))
+    assert type(later.get_layer("down1_conv1")).__name__ == "Conv2D"  # level 1 stays a full 3x3
+    assert type(later.get_layer("down2_conv1")).__name__ == "SeparableConv2D"
+    assert type(later.get_layer("bottom_conv1")).__name__ == "SeparableConv2D"
     from nucseg.config import ConfigError
+
+    with pytest.raises(ConfigError, match="separable_from=4 must be between 1 and unet_depth=3"):
+        config.replace(separable=True, separable_from=4)
 
     with pytest.raises(ConfigError, match="grid_skip=true needs grid=2"):
         config.replace(grid_skip=True)

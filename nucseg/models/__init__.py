@@ -47,6 +47,7 @@ def build_model(config) -> keras.Model:
             grid=config.grid,
             separable=config.separable,
             grid_skip=config.grid_skip,
+            separable_from=config.separable_from,
         ),
         "dist": lambda: unet(
             config.base_filters,
@@ -57,6 +58,7 @@ def build_model(config) -> keras.Model:
             grid=config.grid,
             separable=config.separable,
             grid_skip=config.grid_skip,
+            separable_from=config.separable_from,
         ),
         "fcn8": lambda: fcn8(
             config.base_filters, config.fc_filters, config.encoder_weights, config.batch_norm, config.input_norm

@@ -34,6 +34,7 @@ def unet(
     grid: int = 1,
     separable: bool = False,
     grid_skip: bool = False,
+    separable_from: int = 1,
 ) -> keras.Model:
     """Ronneberger et al.'s U-Net: base_filters * 2**level, `depth` poolings, skip concatenations.
     output="distance": the same net with DIST's head (one linear channel) instead of the class scores.
@@ -44,7 +45,8 @@ def unet(
     grid_skip=True (with grid=2): the full-resolution convolution's features join the upsampled
     ones, and one more 3x3 convolution at full resolution mixes them before the head (sharper
     borders for about 3.5 GMAC per megapixel more).
-    separable=True: depthwise-separable 3x3 convolutions in every block but the first."""
+    separable=True: depthwise-separable 3x3 convolutions in the blocks of levels `separable_from`
+    (1: every block but the first) and deeper, and in the bottom block."""
     inputs = _inputs()
     x, skips = normalise_input(inputs, input_norm), []
     if grid == 2:
@@ -52,7 +54,12 @@ def unet(
         x = layers.MaxPooling2D(2, name="grid_pool")(x)
     for level in range(depth):
         x = conv_block(
-            x, base_filters * 2**level, 2, name=f"down{level}", batch_norm=batch_norm, separable=separable and level > 0
+            x,
+            base_filters * 2**level,
+            2,
+            name=f"down{level}",
+            batch_norm=batch_norm,
+            separable=separable and level >= separable_from,
         )
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"down{level}_pool")(x)
@@ -61,7 +68,9 @@ def unet(
         filters = base_filters * 2**level
         x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level}_upsample")(x)
         x = layers.Concatenate(name=f"up{level}_concat")([skips[level], x])
-        x = conv_block(x, filters, 2, name=f"up{level}", batch_norm=batch_norm, separable=separable and level > 0)
+        x = conv_block(
+            x, filters, 2, name=f"up{level}", batch_norm=batch_norm, separable=separable and level >= separable_from
+        )
     if grid == 2:
         # learned 2x upsampling: Keras's bilinear UpSampling2D cannot be exported with free image sides
         x = layers.Conv2DTranspose(base_filters, 2, strides=2, name="grid_upsample")(x)
