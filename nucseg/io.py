@@ -39,7 +39,11 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return path
 
 
-def write_json_atomic(path: str | Path, value) -> Path:
+def write_json_atomic(path: str | Path, value, readable: bool = True) -> Path:
+    """`readable=False`: one line, keys as given: for large files only a program reads (Python's
+    json writes indented text with its pure-Python encoder, 4 times as slow as its C one)."""
+    if not readable:
+        return write_text_atomic(path, json.dumps(value, separators=(",", ":")) + "\n")
     return write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 

@@ -70,6 +70,10 @@ def test_outlines_have_the_vertices_of_skimages_find_contours(glioma_tiles):
             assert ring[0] == ring[-1]
             assert cyclic(ring[:-1]) == cyclic(expected[:, ::-1] - 0.5 + (5, 3)), index
             checked += 1
+        scaled = nucleus_outlines(tile.label, top=30, left=50, scale=2.5)  # a slide's level-0 pixels
+        for index, ring in outlines.items():
+            expected = np.round((np.asarray(ring) - (5, 3)) * 2.5 + (50, 30), 2)
+            assert np.array_equal(scaled[index], expected), index
     assert checked > 100
 
 

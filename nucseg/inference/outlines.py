@@ -54,9 +54,11 @@ def _cell_segments() -> tuple[np.ndarray, np.ndarray]:
 _SEGMENTS, _SEGMENT_COUNTS = _cell_segments()
 
 
-def nucleus_outlines(labels: np.ndarray, top: int = 0, left: int = 0) -> dict[int, list[list[float]]]:
+def nucleus_outlines(
+    labels: np.ndarray, top: float = 0, left: float = 0, scale: float = 1
+) -> dict[int, list[list[float]]]:
     """{id: closed outline [[x, y], ..., first point again]} of every nucleus of a label image,
-    in pixel-corner coordinates shifted by (left, top)."""
+    in pixel-corner coordinates times `scale`, shifted by (left, top), rounded to 0.01."""
     padded = np.pad(np.asarray(labels).astype(np.int64, copy=False), 1)
     rows, cols, ids, cases = _boundary_cells(padded)
     if not len(ids):
@@ -71,7 +73,7 @@ def nucleus_outlines(labels: np.ndarray, top: int = 0, left: int = 0) -> dict[in
     lengths = np.array([len(ring) for _, ring in rings])
     points = starts[np.concatenate([ring for _, ring in rings])]
     kept = _turns(points, lengths)
-    xy = np.round(points[kept][:, ::-1] / 2 - 0.5 + (left, top), 2).tolist()  # doubled, padded -> pixel corners
+    xy = np.round((points[kept][:, ::-1] / 2 - 0.5) * scale + (left, top), 2).tolist()  # doubled, padded -> corners
     counts = np.bincount(np.repeat(np.arange(len(rings)), lengths)[kept], minlength=len(rings)).tolist()
     outlines, first = {}, 0
     for (owner, _), count in zip(rings, counts):

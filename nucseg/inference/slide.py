@@ -156,6 +156,7 @@ def run_slide(
                     _part_nuclei(
                         slide, plan, part, predictor, batch_size, find_nuclei, pool, max(workers, 1) + 1, timings
                     ),
+                    readable=False,
                 )
             done += len(part)
             if bar:

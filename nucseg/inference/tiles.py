@@ -100,16 +100,13 @@ def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, cor
     keep = np.zeros(int(labels.max()) + 1, bool)
     keep[kept] = True
     labels = np.where(keep[labels], labels, 0)  # a lookup table: np.isin sorts the whole tile
-    outlines = nucleus_outlines(labels)
+    scale, (x0, y0) = plan.to_level0, plan.region[:2]
+    outlines = nucleus_outlines(labels, top=y0 + ty * scale, left=x0 + tx * scale, scale=scale)  # level 0
     table = nuclei_table(labels, image, nucleus_map, map_name)
     table = table.rename(columns={"area": "area_um2", "perimeter": "perimeter_um"})
     table["area_um2"] = table["area_um2"] * plan.mpp**2
     table["perimeter_um"] = table["perimeter_um"] * plan.mpp
     features = geojson_features(outlines, table)
-    scale, (x0, y0) = plan.to_level0, plan.region[:2]
-    for feature in features:
-        ring = np.asarray(feature["geometry"]["coordinates"][0])
-        feature["geometry"]["coordinates"] = [np.round((x0, y0) + (ring + (tx, ty)) * scale, 2).tolist()]
     table["centroid_x"] = x0 + (tx + table["centroid_x"]) * scale
     table["centroid_y"] = y0 + (ty + table["centroid_y"]) * scale
     return features, table.drop(columns="id"), cut
