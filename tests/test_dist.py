@@ -161,6 +161,19 @@ def test_maxima_bounded_per_piece_give_the_nuclei_of_the_whole_image(glioma_tile
     assert compared >= 20
 
 
+def test_max_of_3x3_is_scipys_maximum_filter(glioma_tiles):
+    from scipy import ndimage
+
+    from nucseg.data.weights import distance_target
+    from nucseg.postprocess.instances import max_of_3x3
+
+    rng = np.random.default_rng(1)
+    images = [rng.normal(size=shape).astype(np.float32) for shape in ((37, 53), (1, 9), (8, 1), (2, 2))]
+    images.append(np.round(distance_target(glioma_tiles[0].label), 1).astype(np.float32))  # plateaus
+    for image in images:
+        assert np.array_equal(max_of_3x3(image), ndimage.maximum_filter(image, footprint=np.ones((3, 3)))), image.shape
+
+
 def test_fill_holes_is_scipys():
     from scipy import ndimage
 
