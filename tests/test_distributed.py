@@ -34,26 +34,6 @@ def ray_local():
     ray.shutdown()
 
 
-def test_ray_study_gives_the_sequential_folds_table(ray_local, glioma_tiles, glioma_path, tmp_path, nucseg_messages):
-    from nucseg.distributed import RayRunner
-
-    config = tiny(glioma_path)
-    sequential = run_lopo(config, ["pangnet"], tmp_path / "seq", glioma_tiles, PATIENTS, verbose=0)
-    on_ray = run_lopo(config, ["pangnet"], tmp_path / "ray", glioma_tiles, PATIENTS, verbose=0,
-                      runner=RayRunner(cpus_per_fold=1))
-    assert any(r.startswith("ray: 2 folds submitted") for r in nucseg_messages)
-    keys = ["arch", "val_patient", "steps", "seed", "config_hash", "flags"]
-    pd.testing.assert_frame_equal(on_ray[keys], sequential[keys])
-    scores = ["accuracy", "f1", "aji", "pq"]
-    pd.testing.assert_frame_equal(on_ray[scores], sequential[scores], atol=0.02, rtol=0)  # threads differ: round-off
-    assert (tmp_path / "ray" / "summary.md").is_file() and (tmp_path / "ray" / "figures" / "boxplots.png").is_file()
-    assert len(list((tmp_path / "ray" / "figures").glob("overlay_*.png"))) == 2
-
-    again = run_lopo(config, ["pangnet"], tmp_path / "ray", glioma_tiles, PATIENTS, verbose=0,
-                     runner=RayRunner())
-    pd.testing.assert_frame_equal(again, on_ray)  # rerun: every fold skipped, nothing submitted
-
-
 def killed_once_mid_fold(job, tiles, out_dir, verbose):
     """In the worker: the first time the second patient's fold runs, the worker process kills
     itself (SIGKILL, as a lost machine) right after the fold's first checkpoint."""
@@ -77,19 +57,33 @@ def killed_once_mid_fold(job, tiles, out_dir, verbose):
     return run_fold(job, tiles, out_dir, verbose)
 
 
-def test_a_worker_killed_mid_fold_is_rerun_from_its_checkpoint(ray_local, glioma_tiles, glioma_path, tmp_path):
+def test_a_ray_study_with_a_worker_killed_mid_fold_gives_the_sequential_folds_table(
+    ray_local, glioma_tiles, glioma_path, tmp_path, nucseg_messages
+):
+    """One study on Ray whose worker dies in the second fold (after its first checkpoint): the
+    fold is rerun from that checkpoint, and the table is the sequential study's."""
     from nucseg.distributed import RayRunner
 
-    out = tmp_path / "run"
-    folds = run_lopo(tiny(glioma_path), ["pangnet"], out, glioma_tiles, PATIENTS, verbose=0,
-                     runner=RayRunner(fold_function=killed_once_mid_fold))
-    assert list(folds["val_patient"]) == PATIENTS and not folds.duplicated(["arch", "val_patient"]).any()
-    assert (folds["steps"] == 20).all()
+    config, out = tiny(glioma_path), tmp_path / "ray"
+    sequential = run_lopo(config, ["pangnet"], tmp_path / "seq", glioma_tiles, PATIENTS, verbose=0)
+    on_ray = run_lopo(config, ["pangnet"], out, glioma_tiles, PATIENTS, verbose=0,
+                      runner=RayRunner(cpus_per_fold=1, fold_function=killed_once_mid_fold))
+    assert any(r.startswith("ray: 2 folds submitted") for r in nucseg_messages)
     state = json.loads((out / f"killed_{PATIENTS[1]}.json").read_text())
     assert state == {"killed_after_epoch": 0, "checkpoint_when_rerun": True}
     losses = json.loads((out / "pangnet" / PATIENTS[1] / "losses.json").read_text())
     assert sorted(losses) == ["0", "1"]  # epoch 0 from the killed worker, epoch 1 from the rerun
     assert len(read_folds(out / "folds.csv")) == 2
+
+    keys = ["arch", "val_patient", "steps", "seed", "config_hash", "flags"]
+    pd.testing.assert_frame_equal(on_ray[keys], sequential[keys])
+    scores = ["accuracy", "f1", "aji", "pq"]
+    pd.testing.assert_frame_equal(on_ray[scores], sequential[scores], atol=0.02, rtol=0)  # threads differ: round-off
+    assert (out / "summary.md").is_file() and (out / "figures" / "boxplots.png").is_file()
+    assert len(list((out / "figures").glob("overlay_*.png"))) == 2
+
+    again = run_lopo(config, ["pangnet"], out, glioma_tiles, PATIENTS, verbose=0, runner=RayRunner())
+    pd.testing.assert_frame_equal(again, on_ray)  # rerun: every fold skipped, nothing submitted
 
 
 def test_ray_missing_says_how_to_install(glioma_path, tmp_path, monkeypatch, capsys):

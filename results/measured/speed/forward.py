@@ -16,7 +16,8 @@ from nucseg.models import build_model
 
 VARIANTS = {"cpu DIST (16..256 filters)": {}, "grid=2": {"grid": 2}, "separable": {"separable": True},
             "grid=2 + separable": {"grid": 2, "separable": True}, "8..128 filters": {"base_filters": 8},
-            "grid=2 + full-resolution skip": {"grid": 2, "grid_skip": True}}
+            "grid=2 + full-resolution skip": {"grid": 2, "grid_skip": True},
+            "separable from level 2": {"separable": True, "separable_from": 2}}
 
 
 def speed(predict, batch, repeats=3):
