@@ -180,11 +180,25 @@ def test_nuclei_workers_in_processes_give_what_one_thread_gives(mosaic, tmp_path
 def test_nuclei_workers_run_below_the_nets_priority():
     import os
 
-    from nucseg.inference.slide import NUCLEI_NICENESS, nuclei_pool
+    from nucseg.inference.slide import nuclei_pool
+    from nucseg.inference.tiles import NUCLEI_NICENESS
 
     with nuclei_pool(1) as pool:
         worker = pool.submit(os.nice, 0).result()  # os.nice(0) returns the niceness, unchanged
     assert worker == min(os.nice(0) + NUCLEI_NICENESS, 19)
+
+
+def test_nuclei_workers_start_without_tensorflow(glioma_tiles):
+    """A worker that imported TensorFlow (as unpickling a function of a module that imports it
+    does) took 5 s more to start than the whole first batch's nuclei."""
+    from worker_probe import imported
+
+    from nucseg.inference.slide import nuclei_pool
+    from nucseg.inference.tiles import batch_nuclei  # what the workers run
+
+    with nuclei_pool(1) as pool:
+        pool.submit(batch_nuclei, None, Config(), {}, {}, "mean_probability", [], [], []).result()
+        assert pool.submit(imported, ["tensorflow", "keras", "openvino"]).result() == []
 
 
 def test_a_negative_number_of_nuclei_workers_is_refused(tmp_path):

@@ -37,14 +37,13 @@ import pandas as pd
 from nucseg.inference.label_image import write_label_tiff
 from nucseg.inference.large import predicted_batches
 from nucseg.inference.regions import SlideError, SlideRegion, choose_level, open_slide, slide_mpp
-from nucseg.inference.tiles import SlidePlan, batch_nuclei, tile_cores, tile_starts, timed
+from nucseg.inference.tiles import SlidePlan, batch_nuclei, start_nuclei_worker, tile_cores, tile_starts, timed
 from nucseg.inference.tissue import tissue_mask
 from nucseg.postprocess.kinds import kind_of
 from nucseg.io import save_with, write_json_atomic, write_png_atomic, write_text_atomic
 
 PART_TILES = 16
 OVERVIEW_SIDE = 2048
-NUCLEI_NICENESS = 10  # added to the nuclei workers' niceness (see nuclei_pool)
 __all__ = ["SlideError", "choose_level", "tile_cores"]  # re-exported
 
 
@@ -84,14 +83,12 @@ def nuclei_pool(workers: int):
     less wall time end to end, side by side (results/measured/engines/bench_slide_4096_nice.txt)."""
     if workers <= 0:
         return ThreadPoolExecutor(max_workers=1)
-    return ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=start_nuclei_worker
     )
-
-
-def _lower_priority() -> None:
-    if hasattr(os, "nice"):  # POSIX only
-        os.nice(NUCLEI_NICENESS)
+    for _ in range(workers):
+        pool.submit(int)  # a process is started per task waiting: all start now, not at the first batches
+    return pool
 
 
 def run_slide(

@@ -8,6 +8,8 @@ the overlap is kept once, whole, by the tile whose core holds its centroid; one 
 may be lost (counted as `cut`).
 
 No Keras here: the nuclei of tiles are found in worker processes that start without TensorFlow.
+What a worker runs (its initializer too) lives here for that reason: a function of a module that
+imports TensorFlow makes every worker import it when it unpickles the function (4.6 s a worker).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 
 import numpy as np
@@ -132,6 +135,18 @@ def batch_nuclei(
         )
         for (tx, ty), image, nucleus_map in zip(group, images, maps)
     ]
+
+
+NUCLEI_NICENESS = 10  # added to the nuclei workers' niceness (see nucseg.inference.slide.nuclei_pool)
+
+
+def start_nuclei_worker() -> None:
+    """A nuclei worker's initializer: it runs below the net's priority, with what it runs imported
+    (SciPy, scikit-image, pandas: about a second, spent while the first batch is predicted)."""
+    if hasattr(os, "nice"):  # POSIX only
+        os.nice(NUCLEI_NICENESS)
+    import nucseg.inference.objects  # noqa: F401
+    import nucseg.postprocess.kinds  # noqa: F401
 
 
 def timed(function, *args) -> tuple[list, float]:
