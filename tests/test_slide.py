@@ -188,7 +188,7 @@ def test_nuclei_workers_run_below_the_nets_priority():
     assert worker == min(os.nice(0) + NUCLEI_NICENESS, 19)
 
 
-def test_nuclei_workers_start_without_tensorflow(glioma_tiles):
+def test_nuclei_workers_start_without_tensorflow():
     """A worker that imported TensorFlow (as unpickling a function of a module that imports it
     does) took 5 s more to start than the whole first batch's nuclei."""
     from worker_probe import imported
