@@ -104,6 +104,10 @@ def test_killed_and_rerun_gives_the_same_outputs(mosaic, tmp_path, monkeypatch):
         run_slide(dies_in_the_third_part, Config(), slide, tmp_path / "cut", tile=512, overlap=128, verbose=0,
                   batch_size=1, gzip_geojson=True)
     assert len(list((tmp_path / "cut" / "parts").glob("*.json"))) == 2
+    first = tmp_path / "cut" / "parts" / "00000.json"
+    older = json.loads(first.read_text())
+    del older["outline_points"]  # a part as an earlier nucseg wrote it (outlines in its features only)
+    first.write_text(json.dumps(older))
     resumed = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "cut", tile=512, overlap=128, verbose=0,
                         gzip_geojson=True)
     assert resumed["nuclei"] == whole["nuclei"]
@@ -111,6 +115,7 @@ def test_killed_and_rerun_gives_the_same_outputs(mosaic, tmp_path, monkeypatch):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     read = lambda folder: gzip.decompress((tmp_path / folder / "nuclei.geojson.gz").read_bytes())  # noqa: E731
     assert read("cut") == read("whole")
+    assert '"outline_points":' in first.read_text()  # that part was found again
 
 
 def test_region_and_refusals(mosaic, tmp_path):

@@ -21,6 +21,7 @@ the slide (QuPath's); areas in µm², perimeters in µm.
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import json
@@ -37,7 +38,16 @@ import pandas as pd
 from nucseg.inference.label_image import write_label_tiff
 from nucseg.inference.large import predicted_batches
 from nucseg.inference.regions import SlideError, SlideRegion, choose_level, open_slide, slide_mpp
-from nucseg.inference.tiles import SlidePlan, batch_nuclei, start_nuclei_worker, tile_cores, tile_starts, timed
+from nucseg.inference.tiles import (
+    FEATURE_ID,
+    FEATURE_NAME,
+    SlidePlan,
+    batch_nuclei,
+    start_nuclei_worker,
+    tile_cores,
+    tile_starts,
+    timed,
+)
 from nucseg.inference.tissue import tissue_mask
 from nucseg.postprocess.kinds import kind_of
 from nucseg.io import save_with, write_json_atomic, write_png_atomic, write_text_atomic
@@ -147,7 +157,7 @@ def run_slide(
     with nuclei_pool(workers) as pool:
         for number, part in enumerate(parts):
             part_path = out_dir / "parts" / f"{number:05d}.json"
-            if not part_path.is_file():
+            if not _part_done(part_path):
                 write_json_atomic(
                     part_path,
                     _part_nuclei(
@@ -193,14 +203,33 @@ def _part_nuclei(
             collect_oldest()
     while pending:
         collect_oldest()
-    tables = [table for features, table, _ in found if features]
+    tables = [table for texts, _, table, _ in found if texts]
     rows = pd.concat(tables) if tables else pd.DataFrame()
+    rings = [ring for _, tile_rings, _, _ in found for ring in tile_rings]
+    points = np.concatenate(rings) if rings else np.zeros((0, 2))
     return {
-        "features": [feature for features, _, _ in found for feature in features],
+        "features": [text for texts, _, _, _ in found for text in texts],
+        "outline_lengths": [len(ring) for ring in rings],
+        # every outline's points, for the overview and the label image: the binary doubles, which
+        # decode at once (parsing them from the features' text was most of the assembly's time)
+        "outline_points": base64.b64encode(points.astype("<f8").tobytes()).decode("ascii"),
         "columns": list(rows.columns),
         "rows": rows.to_numpy().tolist(),
-        "cut": sum(cut for _, _, cut in found),
+        "cut": sum(cut for *_, cut in found),
     }
+
+
+def _part_done(path: Path) -> bool:
+    """A part file of this version (one of an earlier nucseg, with the outlines only in its
+    features' text, is found again rather than refused)."""
+    return path.is_file() and '"outline_points":' in path.read_text()
+
+
+def _read_part(out_dir: Path, number: int) -> tuple[dict, list[np.ndarray]]:
+    """A part file, and its outlines as (n, 2) arrays of level-0 (x, y)."""
+    part = json.loads((out_dir / "parts" / f"{number:05d}.json").read_text())
+    points = np.frombuffer(base64.b64decode(part["outline_points"]), "<f8").reshape(-1, 2)
+    return part, np.split(points, np.cumsum(part["outline_lengths"])[:-1]) if part["outline_lengths"] else []
 
 
 def _progress(total: int, verbose: int):
@@ -234,8 +263,6 @@ def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson:
 
     from PIL import ImageDraw
 
-    from nucseg.inference.objects import NUCLEUS_CLASS
-
     overview, per_pixel = _overview_image(slide, plan.region)
     draw = ImageDraw.Draw(overview)
     name = "nuclei.geojson.gz" if gzip_geojson else "nuclei.geojson"
@@ -247,28 +274,19 @@ def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson:
         opener = gzip.open if gzip_geojson else open
         with opener(temporary, "wt") as handle:
             handle.write('{"type": "FeatureCollection", "features": [\n')
+            rows = csv.writer(table)
             for number in range(n_parts):
-                part = json.loads((out_dir / "parts" / f"{number:05d}.json").read_text())
+                part, outlines = _read_part(out_dir, number)
                 cut += part["cut"]
-                for feature, values in zip(part["features"], part["rows"]):
+                for text, values, outline in zip(part["features"], part["rows"], outlines):
                     count += 1
-                    feature["properties"] = {
-                        **feature["properties"],
-                        "name": f"nucleus {count}",
-                        "classification": NUCLEUS_CLASS,
-                    }
-                    feature["properties"]["measurements"]["id"] = count
-                    handle.write((",\n" if count > 1 else "") + json.dumps(feature))
+                    text = text.replace(FEATURE_NAME, f'"nucleus {count}"').replace(FEATURE_ID, str(count))
+                    handle.write((",\n" if count > 1 else "") + text)
                     if columns is None:
                         columns = ["id", *part["columns"]]
-                        csv.writer(table).writerow(columns)
-                    csv.writer(table).writerow([count, *values])
-                    ring = feature["geometry"]["coordinates"][0]
-                    draw.line(
-                        [((px - plan.region[0]) / per_pixel, (py - plan.region[1]) / per_pixel) for px, py in ring],
-                        fill=(0, 255, 0),
-                        width=1,
-                    )
+                        rows.writerow(columns)
+                    rows.writerow([count, *values])
+                    draw.line(((outline - plan.region[:2]) / per_pixel).ravel().tolist(), fill=(0, 255, 0), width=1)
             handle.write("\n]}\n")
 
     save_with(out_dir / name, write_geojson, suffix=".gz" if gzip_geojson else ".geojson")
@@ -290,11 +308,11 @@ def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson:
 
 def _outlines(plan: SlidePlan, out_dir: Path, n_parts: int):
     """(id, outline in processing pixels) of every nucleus of the parts, ids as `_assemble` gives them."""
-    count, scale, (x0, y0) = 0, plan.to_level0, plan.region[:2]
+    count, scale = 0, plan.to_level0
     for number in range(n_parts):
-        for feature in json.loads((out_dir / "parts" / f"{number:05d}.json").read_text())["features"]:
+        for outline in _read_part(out_dir, number)[1]:
             count += 1
-            yield count, [[(px - x0) / scale, (py - y0) / scale] for px, py in feature["geometry"]["coordinates"][0]]
+            yield count, ((outline - plan.region[:2]) / scale).tolist()
 
 
 def _overview_image(slide, region):

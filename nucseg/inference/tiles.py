@@ -93,13 +93,20 @@ def kept_nuclei(labels: np.ndarray, plan: SlidePlan, tx: int, ty: int, core_x, c
     return kept, cut
 
 
+# In a slide's part files each nucleus's GeoJSON Feature is text, written here in the worker; its
+# name and id, which follow the order of the whole slide, are put in at assembly (FEATURE_NAME,
+# FEATURE_ID), so that the assembly neither parses the outline's numbers nor writes them again.
+FEATURE_NAME, FEATURE_ID = '"nucleus @ID@"', '"@ID@"'
+
+
 def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, core_y, map_name: str):
-    """(features, table rows, cut) of the nuclei the tile keeps, in level-0 coordinates."""
+    """(GeoJSON Feature texts, outlines as (n, 2) arrays, table rows, cut) of the nuclei the tile
+    keeps, in level-0 coordinates."""
     from nucseg.inference.objects import geojson_features, nuclei_table, nucleus_outlines
 
     kept, cut = kept_nuclei(labels, plan, tx, ty, core_x, core_y)
     if not kept:
-        return [], [], cut
+        return [], [], [], cut
     keep = np.zeros(int(labels.max()) + 1, bool)
     keep[kept] = True
     labels = np.where(keep[labels], labels, 0)  # a lookup table: np.isin sorts the whole tile
@@ -110,9 +117,14 @@ def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, cor
     table["area_um2"] = table["area_um2"] * plan.mpp**2
     table["perimeter_um"] = table["perimeter_um"] * plan.mpp
     features = geojson_features(outlines, table)
+    for feature in features:
+        feature["properties"]["name"] = FEATURE_NAME.strip('"')
+        feature["properties"]["measurements"]["id"] = FEATURE_ID.strip('"')
+    texts = [json.dumps(feature) for feature in features]
+    rings = [np.asarray(feature["geometry"]["coordinates"][0], np.float64) for feature in features]
     table["centroid_x"] = x0 + (tx + table["centroid_x"]) * scale
     table["centroid_y"] = y0 + (ty + table["centroid_y"]) * scale
-    return features, table.drop(columns="id"), cut
+    return texts, rings, table.drop(columns="id"), cut
 
 
 def batch_nuclei(
