@@ -2,6 +2,7 @@
 input, output names, ground truth, patient names, in-sample scores, 16-bit and float images,
 concurrent runs, file modes, and messages instead of tracebacks."""
 
+import functools
 import json
 import os
 import shutil
@@ -317,7 +318,10 @@ def test_ctrl_c_during_train_says_how_to_resume(glioma_path, tmp_path):
     command = [sys.executable, "-m", "nucseg.cli", "train", "--data", str(glioma_path), "--arch", "pangnet",
                "--val-patient", HELD_OUT_PATIENT, "--profile", "quick", "--steps", "2000", "--out", str(tmp_path / "f"),
                "--verbose", "0"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child, as a terminal gives it: a process that ignores SIGINT (a
+    # pytest worker can, after other tests) passes that on, and Python then keeps ignoring it
+    restore = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, preexec_fn=restore)
     import time
 
     deadline = time.time() + 120
