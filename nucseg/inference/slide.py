@@ -39,8 +39,8 @@ from nucseg.inference.label_image import write_label_tiff
 from nucseg.inference.large import predicted_batches
 from nucseg.inference.regions import SlideError, SlideRegion, choose_level, open_slide, slide_mpp
 from nucseg.inference.tiles import (
-    FEATURE_ID,
-    FEATURE_NAME,
+    ID_PLACEHOLDER,
+    NAME_PLACEHOLDER,
     SlidePlan,
     batch_nuclei,
     start_nuclei_worker,
@@ -275,12 +275,13 @@ def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson:
         with opener(temporary, "wt") as handle:
             handle.write('{"type": "FeatureCollection", "features": [\n')
             rows = csv.writer(table)
+            name_text, id_text = json.dumps(NAME_PLACEHOLDER), json.dumps(ID_PLACEHOLDER)  # as in the parts' text
             for number in range(n_parts):
                 part, outlines = _read_part(out_dir, number)
                 cut += part["cut"]
                 for text, values, outline in zip(part["features"], part["rows"], outlines):
                     count += 1
-                    text = text.replace(FEATURE_NAME, f'"nucleus {count}"').replace(FEATURE_ID, str(count))
+                    text = text.replace(name_text, f'"nucleus {count}"').replace(id_text, str(count))
                     handle.write((",\n" if count > 1 else "") + text)
                     if columns is None:
                         columns = ["id", *part["columns"]]

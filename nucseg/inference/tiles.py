@@ -94,9 +94,9 @@ def kept_nuclei(labels: np.ndarray, plan: SlidePlan, tx: int, ty: int, core_x, c
 
 
 # In a slide's part files each nucleus's GeoJSON Feature is text, written here in the worker; its
-# name and id, which follow the order of the whole slide, are put in at assembly (FEATURE_NAME,
-# FEATURE_ID), so that the assembly neither parses the outline's numbers nor writes them again.
-FEATURE_NAME, FEATURE_ID = '"nucleus @ID@"', '"@ID@"'
+# name and id, which follow the order of the whole slide, take the place of these placeholders at
+# assembly, so that the assembly neither parses the outline's numbers nor writes them again.
+NAME_PLACEHOLDER, ID_PLACEHOLDER = "nucleus @ID@", "@ID@"
 
 
 def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, core_y, map_name: str):
@@ -118,8 +118,8 @@ def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, cor
     table["perimeter_um"] = table["perimeter_um"] * plan.mpp
     features = geojson_features(outlines, table)
     for feature in features:
-        feature["properties"]["name"] = FEATURE_NAME.strip('"')
-        feature["properties"]["measurements"]["id"] = FEATURE_ID.strip('"')
+        feature["properties"]["name"] = NAME_PLACEHOLDER
+        feature["properties"]["measurements"]["id"] = ID_PLACEHOLDER
     texts = [json.dumps(feature) for feature in features]
     rings = [np.asarray(feature["geometry"]["coordinates"][0], np.float64) for feature in features]
     table["centroid_x"] = x0 + (tx + table["centroid_x"]) * scale
