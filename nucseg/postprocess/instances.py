@@ -35,15 +35,34 @@ def _without_small(mask: np.ndarray, min_size: int) -> np.ndarray:
 
 
 def _split(distance: np.ndarray, mask: np.ndarray, peaks: np.ndarray, min_size: int) -> np.ndarray:
-    """Watershed of -distance inside mask from one marker per peak ((N, 2) rows, cols); a
-    connected component without a peak (too thin) keeps one marker of its own."""
-    components, _ = ndimage.label(mask)
-    markers = np.zeros(mask.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    unmarked = np.setdiff1d(np.unique(components[mask]), np.unique(components[markers > 0]))
-    for k, component in enumerate(unmarked, start=len(peaks) + 1):
-        markers[tuple(np.argwhere(components == component)[0])] = k
-    labels = watershed(-distance, markers, mask=mask)
+    """Watershed of -distance inside mask from one marker per peak ((N, 2) rows, cols, numbered
+    1..N in that order); a connected component without a peak (too thin) keeps one marker of its
+    own (numbered on from N + 1, in the order of the components).
+
+    The flood never leaves a 4-connected component of the mask (the watershed's own
+    connectivity), so each component is flooded alone: one with a single marker is that marker's
+    nucleus whole, and only those with two or more are flooded, each in its bounding box. The
+    same labels as one watershed of the whole image (tested in tests/test_dist.py): within a
+    component the flood's order is the same, its ties broken by the same raster order."""
+    components, count = ndimage.label(mask)
+    peaks = np.asarray(peaks, np.intp).reshape(-1, 2)
+    component_of_peak = components[tuple(peaks.T)]
+    per_component = np.bincount(component_of_peak, minlength=count + 1)
+    label_of = np.zeros(count + 1, np.int32)
+    alone = per_component[component_of_peak] == 1
+    label_of[component_of_peak[alone]] = np.flatnonzero(alone) + 1
+    unmarked = np.flatnonzero(per_component[1:] == 0) + 1
+    label_of[unmarked] = np.arange(len(peaks) + 1, len(peaks) + 1 + len(unmarked))
+    labels = label_of[components]
+    boxes = ndimage.find_objects(components)
+    for component in np.flatnonzero(per_component >= 2):
+        box = boxes[component - 1]
+        inside = components[box] == component
+        markers = np.zeros(inside.shape, np.int32)
+        mine = np.flatnonzero(component_of_peak == component)
+        markers[peaks[mine, 0] - box[0].start, peaks[mine, 1] - box[1].start] = mine + 1
+        flooded = watershed(-distance[box], markers, mask=inside)
+        labels[box][inside] = flooded[inside]
     kept = np.bincount(labels.ravel()) >= min_size  # not the pieces the split left too small
     return renumbered(labels, kept, np.uint16)
 
