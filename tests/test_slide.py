@@ -244,3 +244,36 @@ def test_label_tiles_give_back_a_label_image_from_its_outlines(glioma_tiles):
     rebuilt = np.block([tiles[r * per_row : (r + 1) * per_row] for r in range(-(-700 // BAND))])[:700, :600]
     assert labels.max() > 50
     np.testing.assert_array_equal(rebuilt, labels)
+
+
+def test_pieces_beyond_the_core_are_cleared_and_the_kept_nuclei_stay_the_same(glioma_tiles):
+    """A tile's nuclei found without the pieces of its map that cannot reach its core: the
+    nuclei it keeps are the same pixels, in the same order, for a DIST map (rounded, so with ties
+    and plateaus) and a probability map, with the core anywhere in the tile."""
+    from nucseg.data.weights import distance_target
+    from nucseg.inference.tiles import SlidePlan, kept_nuclei, without_pieces_beyond_core
+
+    rng = np.random.default_rng(3)
+    label = np.concatenate([tile.label[:256, :384] for tile in glioma_tiles[:2]], axis=0)
+    noisy = distance_target(label) + ndimage.gaussian_filter(rng.normal(0, 1.5, label.shape), 2)
+    maps = {
+        "dist": np.round(noisy, 1).astype(np.float32),
+        "unet": (1 / (1 + np.exp(-(noisy - 1.0)))).astype(np.float32),
+    }
+    plan = SlidePlan("s", (0, 0, 2000, 2000), 0, 1.0, 512, 128, ((700, 700),), 2000, 2000, 0.25)
+    cleared_somewhere = False
+    for arch, nucleus_map in maps.items():
+        config = Config(arch=arch, dist_threshold=0.5, dist_lambda=1.0)
+        for core_y, core_x in (((700.0, 900.0), (750.0, 1000.0)), ((650.5, 1212.0), (700.0, 812.5))):
+            core_rows, core_cols = (core_y[0] - 700, core_y[1] - 700), (core_x[0] - 700, core_x[1] - 700)
+            within = without_pieces_beyond_core(nucleus_map, config, core_rows, core_cols)
+            cleared_somewhere |= bool(np.any(within != nucleus_map))
+            results = []
+            for this_map in (nucleus_map, within):
+                labels = instances_from_config(this_map, config)
+                kept, cut = kept_nuclei(labels, plan, 700, 700, core_x, core_y)
+                results.append(([labels == index for index in kept], cut))
+            (all_masks, all_cut), (within_masks, within_cut) = results
+            assert len(all_masks) == len(within_masks) > 5 and all_cut == within_cut, (arch, core_y, core_x)
+            assert all(np.array_equal(a, b) for a, b in zip(all_masks, within_masks)), (arch, core_y, core_x)
+    assert cleared_somewhere
