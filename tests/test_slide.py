@@ -94,15 +94,15 @@ def test_killed_and_rerun_gives_the_same_outputs(mosaic, tmp_path, monkeypatch):
                       gzip_geojson=True)
     calls = []
 
-    def dies_in_the_third_part(batch):
+    def dies_in_the_third_part(batch):  # 2 workers: 3 batches in flight, so parts 1 and 2 are written by then
         calls.append(1)
-        if len(calls) == 5:
+        if len(calls) == 7:
             raise KeyboardInterrupt
         return pixelwise_predictor(batch)
 
     with pytest.raises(KeyboardInterrupt):
         run_slide(dies_in_the_third_part, Config(), slide, tmp_path / "cut", tile=512, overlap=128, verbose=0,
-                  batch_size=1, gzip_geojson=True)
+                  batch_size=1, gzip_geojson=True, nuclei_workers=2)
     assert len(list((tmp_path / "cut" / "parts").glob("*.json"))) == 2
     first = tmp_path / "cut" / "parts" / "00000.json"
     older = json.loads(first.read_text())

@@ -25,6 +25,7 @@ import base64
 import functools
 import gzip
 import json
+import math
 import time
 import multiprocessing
 import os
@@ -137,7 +138,6 @@ def run_slide(
     start = time.perf_counter()
     parts = [plan.tiles[i : i + PART_TILES] for i in range(0, len(plan.tiles), PART_TILES)]
     bar = _progress(len(plan.tiles), verbose)
-    done = 0
     map_name = kind_of(config).map_column
     find_nuclei = functools.partial(
         timed,
@@ -154,18 +154,20 @@ def run_slide(
     for stage in ("read", "predict", "nuclei", "wait", "assemble"):
         timings.setdefault(stage, 0.0)
     workers = default_nuclei_workers() if nuclei_workers is None else nuclei_workers
+
+    def part_path(number: int) -> Path:
+        return out_dir / "parts" / f"{number:05d}.json"
+
+    todo = [number for number in range(len(parts)) if not _part_done(part_path(number))]
+    done = len(plan.tiles) - sum(len(parts[number]) for number in todo)
     with nuclei_pool(workers) as pool:
-        for number, part in enumerate(parts):
-            part_path = out_dir / "parts" / f"{number:05d}.json"
-            if not _part_done(part_path):
-                write_json_atomic(
-                    part_path,
-                    _part_nuclei(
-                        slide, plan, part, predictor, batch_size, find_nuclei, pool, max(workers, 1) + 1, timings
-                    ),
-                    readable=False,
-                )
-            done += len(part)
+        pipeline = _nuclei_by_part(
+            SlideRegion(slide, plan), parts, todo, plan.tile, predictor, batch_size, find_nuclei, pool,
+            max(workers, 1) + 1, timings,
+        )
+        for number, found in pipeline:
+            write_json_atomic(part_path(number), _part_record(found), readable=False)
+            done += len(parts[number])
             if bar:
                 bar.update(done)
     assembling = time.perf_counter()
@@ -180,29 +182,37 @@ def run_slide(
     return summary
 
 
-def _part_nuclei(
-    slide, plan: SlidePlan, part, predictor, batch_size: int, find_nuclei, pool, in_flight: int, timings: dict
-) -> dict:
-    """The nuclei of a part's tiles (what parts/NNNNN.json holds), batch by batch: each batch's
-    nuclei are found (`find_nuclei(group, images, maps)`) in `pool` while the next batches are
-    read and predicted; at most `in_flight` batches wait there (memory stays bounded)."""
-    found, pending = [], deque()
+def _nuclei_by_part(source, parts, numbers, side, predictor, batch_size, find_nuclei, pool, in_flight, timings):
+    """(part number, the nuclei of its tiles) for each part of `numbers`, in order, as each is
+    complete. One pipeline for all: each batch's nuclei are found (`find_nuclei(group, images,
+    maps)`) in `pool` while the next batches are read and predicted, the next part's too (waiting
+    for a part's last batches before reading the next part's left a core idle at every part's
+    end); at most `in_flight` batches wait in the pool (memory stays bounded)."""
+    found = {number: [] for number in numbers}
+    batches_left = {number: math.ceil(len(parts[number]) / batch_size) for number in numbers}
+    pending = deque()
 
     def collect_oldest():
+        number, future = pending.popleft()
         waiting = time.perf_counter()
-        result, seconds = pending.popleft().result()
+        result, seconds = future.result()
         timings["wait"] += time.perf_counter() - waiting
         timings["nuclei"] += seconds
-        found.extend(result)
+        found[number].extend(result)
+        batches_left[number] -= 1
+        return [(number, found.pop(number))] if not batches_left[number] else []
 
-    for group, images, maps in predicted_batches(
-        SlideRegion(slide, plan), part, plan.tile, predictor, batch_size, timings
-    ):
-        pending.append(pool.submit(find_nuclei, group, images, maps))
-        while len(pending) >= in_flight:
-            collect_oldest()
+    for number in numbers:
+        for group, images, maps in predicted_batches(source, parts[number], side, predictor, batch_size, timings):
+            pending.append((number, pool.submit(find_nuclei, group, images, maps)))
+            while len(pending) >= in_flight:
+                yield from collect_oldest()
     while pending:
-        collect_oldest()
+        yield from collect_oldest()
+
+
+def _part_record(found: list[tuple]) -> dict:
+    """What parts/NNNNN.json holds: the nuclei of a part's tiles (tile_nuclei's tuples)."""
     tables = [table for texts, _, table, _ in found if texts]
     rows = pd.concat(tables) if tables else pd.DataFrame()
     rings = [ring for _, tile_rings, _, _ in found for ring in tile_rings]
