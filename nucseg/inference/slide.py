@@ -161,9 +161,9 @@ def run_slide(
     todo = [number for number in range(len(parts)) if not _part_done(part_path(number))]
     done = len(plan.tiles) - sum(len(parts[number]) for number in todo)
     with nuclei_pool(workers) as pool:
+        source, in_flight = SlideRegion(slide, plan), max(workers, 1) + 1
         pipeline = _nuclei_by_part(
-            SlideRegion(slide, plan), parts, todo, plan.tile, predictor, batch_size, find_nuclei, pool,
-            max(workers, 1) + 1, timings,
+            source, parts, todo, tile, predictor, batch_size, find_nuclei, pool, in_flight, timings
         )
         for number, found in pipeline:
             write_json_atomic(part_path(number), _part_record(found), readable=False)
