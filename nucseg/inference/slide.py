@@ -14,7 +14,7 @@ predicted (`nuclei_workers`; 0: one thread of this process).
 Resumable and bounded in memory: the tiles are processed in parts of `PART_TILES`; each part's
 nuclei are written to `parts/NNNNN.json` (atomically) and a rerun skips the parts on disk. The
 outputs are then assembled from the parts in order, so a resumed run writes the same files as an
-uninterrupted one: `nuclei.geojson` (or `.geojson.gz`), `nuclei.csv`, `overview.png`,
+uninterrupted one: `nuclei.geojson` (or `.geojson.gz`), `nuclei.csv`, `overview.jpg`,
 `slide.json`, and on request `labels.tif` (`label_image.py`). Coordinates are level-0 pixels of
 the slide (QuPath's); areas in µm², perimeters in µm.
 """
@@ -51,7 +51,7 @@ from nucseg.inference.tiles import (
 )
 from nucseg.inference.tissue import tissue_mask
 from nucseg.postprocess.kinds import kind_of
-from nucseg.io import save_with, write_json_atomic, write_png_atomic, write_text_atomic
+from nucseg.io import save_with, write_jpeg_atomic, write_json_atomic, write_text_atomic
 
 PART_TILES = 16
 OVERVIEW_SIDE = 2048
@@ -266,7 +266,7 @@ def _claim(out_dir: Path, plan: SlidePlan, config) -> None:
 
 
 def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson: bool) -> dict:
-    """nuclei.geojson(.gz), nuclei.csv and overview.png from the parts, streamed part by part;
+    """nuclei.geojson(.gz), nuclei.csv and overview.jpg from the parts, streamed part by part;
     nucleus ids follow the parts' order, so they are the same however often the run was resumed."""
     import csv
     import io
@@ -302,7 +302,7 @@ def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson:
 
     save_with(out_dir / name, write_geojson, suffix=".gz" if gzip_geojson else ".geojson")
     write_text_atomic(out_dir / "nuclei.csv", table.getvalue() or "id\n")
-    write_png_atomic(out_dir / "overview.png", np.asarray(overview), compress_level=1)  # a preview: speed first
+    write_jpeg_atomic(out_dir / "overview.jpg", np.asarray(overview))
     x, y, w, h = plan.region
     return {
         "slide": plan.slide,
