@@ -96,7 +96,7 @@ class Config:
     clip_norm: float = 1.0  # gradients are scaled down to this global norm (0: no clipping)
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    mixed_precision: bool = False
+    mixed_precision: bool = False  # float16 on a GPU, bfloat16 on a CPU (nucseg.models.mixed_policy)
     seed: int = 0
 
     # prediction and post-processing (probability map -> instances)
@@ -343,22 +343,9 @@ PROFILES: dict[str, dict] = {
 
 def default_profile() -> str:
     """ "paper" where Keras sees a GPU, "quick" otherwise (what the notebooks start from)."""
-    import keras
+    from nucseg.hardware import keras_sees_gpu
 
-    try:
-        if keras.backend.backend() == "jax":
-            import jax
-
-            return "paper" if any(d.platform == "gpu" for d in jax.devices()) else "quick"
-        if keras.backend.backend() == "torch":
-            import torch
-
-            return "paper" if torch.cuda.is_available() else "quick"
-        import tensorflow as tf
-
-        return "paper" if tf.config.list_physical_devices("GPU") else "quick"
-    except RuntimeError:
-        return "quick"
+    return "paper" if keras_sees_gpu() else "quick"
 
 
 def resolve_data_path(cli_value: str | None = None) -> str:

@@ -18,7 +18,6 @@ it there is warned about (results/measured/engines/README.md).
 
 from __future__ import annotations
 
-import functools
 import logging
 import tempfile
 from pathlib import Path
@@ -26,49 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from nucseg.errors import InputError
+from nucseg.hardware import cpu_flags, cpu_name, cpu_summary, native_bfloat16  # noqa: F401 (cpu_summary: API)
 
 LOG = logging.getLogger(__name__)
 ENGINES = ("auto", "tensorflow", "openvino")
 PRECISION_CHOICES = ("auto", "float32", "bfloat16")
-NATIVE_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (Linux's /proc/cpuinfo); empty where they cannot be read."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
-def cpu_summary() -> str:
-    """The CPU's name and the flags that decide the speed of a net: for every speed figure."""
-    shown = [
-        f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in cpu_flags()
-    ]
-    import os
-
-    return f"{cpu_name()}, {os.cpu_count()} cores, flags: {' '.join(shown) or 'unknown'}"
-
-
-def native_bfloat16() -> bool:
-    return any(flag in cpu_flags() for flag in NATIVE_BFLOAT16_FLAGS)
 
 
 def openvino_installed() -> bool:

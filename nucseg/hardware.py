@@ -1,0 +1,65 @@
+"""What the machine has: the CPU's name and feature flags, and whether Keras's backend sees a GPU.
+The lowest layer (no nucseg import), so that training and inference pick their precision alike."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from pathlib import Path
+
+NATIVE_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux's /proc/cpuinfo); empty where they cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_summary() -> str:
+    """The CPU's name and the flags that decide the speed of a net: for every speed figure."""
+    shown = [
+        f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in cpu_flags()
+    ]
+    return f"{cpu_name()}, {os.cpu_count()} cores, flags: {' '.join(shown) or 'unknown'}"
+
+
+def native_bfloat16() -> bool:
+    return any(flag in cpu_flags() for flag in NATIVE_BFLOAT16_FLAGS)
+
+
+def keras_sees_gpu() -> bool:
+    """Whether the Keras backend in use (KERAS_BACKEND) has a GPU to run on."""
+    import keras
+
+    try:
+        if keras.backend.backend() == "jax":
+            import jax
+
+            return any(d.platform == "gpu" for d in jax.devices())
+        if keras.backend.backend() == "torch":
+            import torch
+
+            return torch.cuda.is_available()
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    except RuntimeError:
+        return False
