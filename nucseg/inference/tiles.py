@@ -136,8 +136,10 @@ def without_pieces_beyond_core(nucleus_map: np.ndarray, config, core_rows, core_
     The nuclei of the other pieces are the same: the dynamic watershed and the binary nets' split
     find nuclei piece by piece (h-maxima per piece, watershed per component, and a pixel's
     distance to the background never reaches into another piece); the cleared pixels join the
-    background outside, as pieces 8 apart are 4-connected background apart, so no hole is made.
-    About a quarter of a tile lies beyond its core (a third in a 4096 x 4096 mosaic's tiles)."""
+    background around them (the background between two 8-connected pieces is 4-connected), so no
+    hole is made. A quarter of an interior tile lies beyond its core, where clearing costs about
+    what it saves; more of the tiles that a slide's edge pushes back (a third of a 4096 x 4096
+    mosaic's tile area), where it gains (docs/speed.md, sixth round)."""
     from scipy import ndimage
 
     from nucseg.postprocess.instances import fill_holes
