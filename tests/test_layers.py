@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 LAYERS = [
-    ["errors", "config", "io", "outputs", "logs", "labels"],
+    ["errors", "config", "io", "outputs", "logs", "labels", "hardware"],
     ["models"],
     ["data", "pretrained"],
     ["postprocess", "metrics"],
