@@ -37,7 +37,7 @@ def cmd_bench_slide(args) -> int:
 
     predictor, config = model_and_config(args.model, precision=args.precision, engine=args.engine)
     tiles = load_dataset(resolve_data_path(args.data))
-    from nucseg.inference.engines import cpu_summary
+    from nucseg.hardware import cpu_summary
 
     print(
         format_slide_benchmark(
@@ -106,7 +106,7 @@ def _stardist_predict_only(args, tiles) -> int:
     import pandas as pd
 
     from nucseg.bench.stardist import import_stardist, predict_speed
-    from nucseg.inference.engines import cpu_summary
+    from nucseg.hardware import cpu_summary
 
     import_stardist()  # says how to install it
     model_dir = Path(args.out) / args.val_patients[0]

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from nucseg.errors import InputError
-from nucseg.hardware import cpu_flags, cpu_name, cpu_summary, native_bfloat16  # noqa: F401 (cpu_summary: API)
+from nucseg.hardware import cpu_flags, cpu_name, native_bfloat16
 
 LOG = logging.getLogger(__name__)
 ENGINES = ("auto", "tensorflow", "openvino")

@@ -15,7 +15,8 @@ import numpy as np
 from nucseg import pretrained
 from nucseg.cli.common import model_and_config
 from nucseg.data.dataset import load_dataset
-from nucseg.inference.engines import OpenVINOPredictor, _cache_folder, _model_digest, cpu_summary, openvino_predictor
+from nucseg.hardware import cpu_summary
+from nucseg.inference.engines import OpenVINOPredictor, _cache_folder, _model_digest, openvino_predictor
 from nucseg.inference.predict import predict_nucleus_map
 from nucseg.study.evaluate import evaluate_methods
 from nucseg.study.results import summarize_folds

@@ -11,7 +11,8 @@ import numpy as np
 
 from nucseg.bench.models import gmac_per_megapixel
 from nucseg.config import Config
-from nucseg.inference.engines import OpenVINOPredictor, cpu_summary
+from nucseg.hardware import cpu_summary
+from nucseg.inference.engines import OpenVINOPredictor
 from nucseg.models import build_model
 
 VARIANTS = {"cpu DIST (16..256 filters)": {}, "grid=2": {"grid": 2}, "separable": {"separable": True},

@@ -12,7 +12,7 @@ from skimage.color import rgb2hed
 
 from nucseg.data.dataset import load_dataset
 from nucseg.inference.baseline import hematoxylin
-from nucseg.inference.engines import cpu_summary
+from nucseg.hardware import cpu_summary
 
 REPEATS = 5
 tiles = load_dataset("../shared/data/tcga_glioma")

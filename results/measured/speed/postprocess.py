@@ -15,7 +15,7 @@ from skimage.measure import find_contours
 
 from nucseg import pretrained
 from nucseg.data.dataset import load_dataset
-from nucseg.inference.engines import cpu_summary
+from nucseg.hardware import cpu_summary
 from nucseg.inference.objects import nuclei_table, nucleus_outlines
 from nucseg.inference.predict import load_predictor, predict_nucleus_map
 from nucseg.postprocess.instances import distance_maxima, instances_from_distance
