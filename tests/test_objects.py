@@ -110,6 +110,43 @@ def test_table_measures_real_nuclei_as_regionprops_does(glioma_tiles):
     assert abs(np.median(ratio) - 1) < 0.003 and np.abs(ratio - 1).max() < 0.025
 
 
+def hull_areas_by_qhull(labels, border, count):
+    """What nuclei_table counted before: scipy's ConvexHull of each region's border pixel centres,
+    A + P / 2 + 1 (Pick), the longest side + 1 for pixels on one line."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    areas = np.full(count, np.nan)
+    for index in range(1, count + 1):
+        points = np.argwhere(border & (labels == index)).astype(np.float64)
+        if len(points):
+            try:
+                hull = ConvexHull(points)
+                areas[index - 1] = hull.volume + hull.area / 2 + 1
+            except QhullError:
+                areas[index - 1] = np.ptp(points, axis=0).max() + 1
+    return areas
+
+
+def test_hull_areas_of_all_regions_at_once_are_qhulls(glioma_tiles):
+    """The convex hulls of all regions at once give scipy's (Qhull's) areas and perimeters, on
+    annotated nuclei and on the shapes a hull can degenerate to (a pixel, lines, an L, a gap)."""
+    from nucseg.inference.objects import _border, _hull_areas
+
+    shapes = np.zeros((40, 40), np.int64)
+    shapes[2, 2] = 1  # one pixel
+    shapes[5, 3:12] = 2  # a row
+    shapes[8:20, 1] = 3  # a column
+    shapes[np.arange(22, 32), np.arange(3, 13)] = 4  # a diagonal: 8-connected only
+    shapes[10:20, 20] = shapes[19, 20:30] = 5  # an L
+    shapes[25:30, 20:24] = shapes[25:30, 30:35] = 6  # two blocks, one id
+    images = [shapes] + [tile.label.astype(np.int64) for tile in glioma_tiles[:3]]
+    for labels in images:
+        count = int(labels.max())
+        border = _border(labels)
+        np.testing.assert_allclose(_hull_areas(labels, border, count), hull_areas_by_qhull(labels, border, count),
+                                   rtol=1e-9, atol=1e-9)
+
+
 def test_hematoxylin_by_lookup_table_is_skimages_rgb2hed(glioma_tiles):
     """The uint8 route (a table per channel) gives rgb2hed's hematoxylin channel but for round-off,
     on real tiles and on every grey level; other dtypes go through rgb2hed itself."""
