@@ -65,6 +65,17 @@ def make_generic_dataset(root: Path, patients=("P1", "P2"), tiles=2, size=64) ->
     return root
 
 
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory):
+    """(path, tiles) of a small data set of noise with round nuclei (patients P1, P2, 2 tiles of
+    96 x 96 each): for the tests of bookkeeping (a killed run, a resumed one, an export, a
+    schedule), where what a net learns is beside the point and 1024 x 1024 tiles only cost time."""
+    from nucseg.data.dataset import load_dataset
+
+    root = make_generic_dataset(tmp_path_factory.mktemp("synthetic"), tiles=2, size=96)
+    return root, load_dataset(root)
+
+
 def kill_after_first_checkpoint(monkeypatch):
     """From now on a fold is killed (KeyboardInterrupt) right after its first checkpoint;
     returns the real EpochCheckpoint.on_epoch_end, to put back with monkeypatch.setattr."""

@@ -20,11 +20,6 @@ pytestmark = pytest.mark.slow  # every test here starts Ray and trains folds
 PATIENTS = ["TCGA-DB-5270", "TCGA-DB-5275"]
 
 
-def tiny(glioma_path):
-    return Config.from_profile("quick", data=str(glioma_path), steps=20, steps_per_epoch=10, crop=64,
-                               tune_postprocess=False)
-
-
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray")
@@ -58,15 +53,20 @@ def killed_once_mid_fold(job, tiles, out_dir, verbose):
 
 
 def test_a_ray_study_with_a_worker_killed_mid_fold_gives_the_sequential_folds_table(
-    ray_local, glioma_tiles, glioma_path, tmp_path, nucseg_messages
+    ray_local, tmp_path, nucseg_messages
 ):
     """One study on Ray whose worker dies in the second fold (after its first checkpoint): the
-    fold is rerun from that checkpoint, and the table is the sequential study's."""
+    fold is rerun from that checkpoint, and the table is the sequential study's. On small
+    synthetic tiles: what is tested is the folds' bookkeeping, three studies of two folds each."""
+    from conftest import make_generic_dataset
+    from nucseg.data.dataset import load_dataset
     from nucseg.distributed import RayRunner
 
-    config, out = tiny(glioma_path), tmp_path / "ray"
-    sequential = run_lopo(config, ["pangnet"], tmp_path / "seq", glioma_tiles, PATIENTS, verbose=0)
-    on_ray = run_lopo(config, ["pangnet"], out, glioma_tiles, PATIENTS, verbose=0,
+    data = make_generic_dataset(tmp_path / "data", patients=PATIENTS, tiles=2, size=96)
+    tiles, out = load_dataset(data), tmp_path / "ray"
+    config = Config.from_profile("quick", data=str(data), steps=20, steps_per_epoch=10, crop=64, tune_postprocess=False)
+    sequential = run_lopo(config, ["pangnet"], tmp_path / "seq", tiles, PATIENTS, verbose=0)
+    on_ray = run_lopo(config, ["pangnet"], out, tiles, PATIENTS, verbose=0,
                       runner=RayRunner(cpus_per_fold=1, fold_function=killed_once_mid_fold))
     assert any(r.startswith("ray: 2 folds submitted") for r in nucseg_messages)
     state = json.loads((out / f"killed_{PATIENTS[1]}.json").read_text())
@@ -82,7 +82,7 @@ def test_a_ray_study_with_a_worker_killed_mid_fold_gives_the_sequential_folds_ta
     assert (out / "summary.md").is_file() and (out / "figures" / "boxplots.png").is_file()
     assert len(list((out / "figures").glob("overlay_*.png"))) == 2
 
-    again = run_lopo(config, ["pangnet"], out, glioma_tiles, PATIENTS, verbose=0, runner=RayRunner())
+    again = run_lopo(config, ["pangnet"], out, tiles, PATIENTS, verbose=0, runner=RayRunner())
     pd.testing.assert_frame_equal(again, on_ray)  # rerun: every fold skipped, nothing submitted
 
 

@@ -1,3 +1,5 @@
+import re
+
 import pandas as pd
 import pytest
 
@@ -10,18 +12,19 @@ from nucseg.training.train import EpochCheckpoint
 PATIENTS = ["TCGA-DB-5270", "TCGA-DB-5275", "TCGA-DU-5847", "TCGA-DU-8165", "TCGA-FG-A4MU"]
 
 
-def tiny(glioma_path, **changes):
-    values = {"data": str(glioma_path), "steps": 20, "steps_per_epoch": 10, "crop": 64, "base_filters": 4,
+def tiny(data, **changes):
+    values = {"data": str(data), "steps": 20, "steps_per_epoch": 10, "crop": 64, "base_filters": 4,
               "unet_depth": 2,
               "tune_postprocess": False}  # chosen post-processing is tested in test_train and test_tuning
     return Config.from_profile("quick", **{**values, **changes})
 
 
 @pytest.mark.slow
-def test_killed_mid_fold_and_rerun_gives_every_row_once(glioma_tiles, glioma_path, tmp_path, monkeypatch):
+def test_killed_mid_fold_and_rerun_gives_every_row_once(synthetic, tmp_path, monkeypatch):
     # One patient, two nets: the study is killed in its second fold (U-Net's), after that fold's first
     # checkpoint. Folds that resume after other finished folds: tests/test_distributed.py (Ray).
-    config, out, patients = tiny(glioma_path), tmp_path / "run", PATIENTS[:1]
+    data, tiles = synthetic
+    config, out, patients = tiny(data), tmp_path / "run", ["P1"]
     original, calls = EpochCheckpoint.on_epoch_end, []
 
     def killed_in_the_second_fold(self, epoch, logs=None):
@@ -31,7 +34,7 @@ def test_killed_mid_fold_and_rerun_gives_every_row_once(glioma_tiles, glioma_pat
             raise KeyboardInterrupt
 
     def study():
-        return run_lopo(config, ["pangnet", "unet"], out, glioma_tiles, val_patients=patients, verbose=0)
+        return run_lopo(config, ["pangnet", "unet"], out, tiles, val_patients=patients, verbose=0)
 
     monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", killed_in_the_second_fold)
     with pytest.raises(KeyboardInterrupt):
@@ -51,7 +54,7 @@ def test_killed_mid_fold_and_rerun_gives_every_row_once(glioma_tiles, glioma_pat
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["arch"]) == ["pangnet", "unet"] and (summary["patients"] == 1).all()
     assert {"f1_mean", "f1_std", "perf_mean", "aji_mean", "object_f1_mean", "pq_mean"} <= set(summary.columns)
-    assert "| pangnet | 1 |" in (out / "summary.md").read_text()
+    assert re.search(r"\| pangnet \| 1( \(1 flagged\))? \|", (out / "summary.md").read_text())  # noise: may not learn
     figures = {p.name for p in (out / "figures").iterdir()}
     assert "boxplots.png" in figures and f"overlay_unet_{patients[0]}.png" in figures
     assert len([f for f in figures if f.startswith("overlay_")]) == 2
@@ -76,12 +79,12 @@ def test_another_configuration_in_a_run_folder_is_refused(glioma_tiles, glioma_p
 
 
 @pytest.mark.slow
-def test_grid_runs_the_protocol_per_setting(glioma_path, tmp_path):
+def test_grid_runs_the_protocol_per_setting(synthetic, tmp_path):
     grid_file = tmp_path / "grid.yaml"
     grid_file.write_text("lr: [0.01, 0.1]\nmomentum: 0.9\n")
     grid = read_grid(grid_file)
     assert grid == [{"lr": 0.01, "momentum": 0.9}, {"lr": 0.1, "momentum": 0.9}]
-    table = run_grid(tiny(glioma_path, steps=10), ["pangnet"], tmp_path / "g", grid, val_patients=PATIENTS[:1],
+    table = run_grid(tiny(synthetic[0], steps=10), ["pangnet"], tmp_path / "g", grid, val_patients=["P1"],
                      verbose=0)
     assert list(table["lr"]) == [0.01, 0.1] and (table["patients"] == 1).all()
     assert (tmp_path / "g" / "grid" / "lr=0.01_momentum=0.9" / "folds.csv").is_file()

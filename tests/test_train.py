@@ -13,10 +13,11 @@ from nucseg.study.fold import SCORES, train_fold
 from nucseg.training.train import CHECKPOINT, EpochCheckpoint, StopOnNaN
 
 HELD_OUT = "TCGA-DU-8165"
+SYNTHETIC_HELD_OUT = "P2"  # conftest's synthetic tiles: for the tests of a killed, resumed or exported run
 
 
-def fold_config(glioma_path, **changes):
-    values = {"data": str(glioma_path), "arch": "pangnet", "steps": 100, "steps_per_epoch": 50, "crop": 96}
+def fold_config(data, **changes):
+    values = {"data": str(data), "arch": "pangnet", "steps": 100, "steps_per_epoch": 50, "crop": 96}
     return Config.from_profile("quick", **{**values, **changes})
 
 
@@ -60,42 +61,42 @@ def test_another_configuration_in_the_same_folder_is_refused(trained_fold, gliom
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_if_never_killed(glioma_tiles, glioma_path, tmp_path,
-                                                                              monkeypatch):
-    config = fold_config(glioma_path, steps=60, steps_per_epoch=30, tune_postprocess=False)
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_if_never_killed(synthetic, tmp_path, monkeypatch):
+    (data, tiles), held_out = synthetic, SYNTHETIC_HELD_OUT
+    config = fold_config(data, steps=60, steps_per_epoch=30, tune_postprocess=False)
     original = kill_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        train_fold(config, glioma_tiles, HELD_OUT, tmp_path / "killed", verbose=0)
+        train_fold(config, tiles, held_out, tmp_path / "killed", verbose=0)
     checkpoint = keras.models.load_model(tmp_path / "killed" / CHECKPOINT)
     assert int(checkpoint.optimizer.iterations) == 30
     monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", original)
 
-    resumed, straight = fit_again(config, glioma_tiles, tmp_path / "killed"), fit_again(config, glioma_tiles,
-                                                                                        tmp_path / "straight")
+    resumed, straight = fit_again(config, tiles, tmp_path / "killed"), fit_again(config, tiles, tmp_path / "straight")
     assert int(resumed.optimizer.iterations) == int(straight.optimizer.iterations) == 60
     for x, y in zip(resumed.get_weights(), straight.get_weights()):
         np.testing.assert_allclose(x, y, atol=1e-4)
 
 
-def test_a_diverging_run_stops_with_a_clear_message(glioma_tiles, glioma_path, tmp_path):
-    config = fold_config(glioma_path, lr=1e12, lr_schedule="constant", momentum=0.99, steps=50)
+def test_a_diverging_run_stops_with_a_clear_message(synthetic, tmp_path):
+    config = fold_config(synthetic[0], lr=1e12, lr_schedule="constant", momentum=0.99, steps=50)
     with pytest.raises(TrainingDiverged, match="Lower the learning rate"):
-        train_fold(config, glioma_tiles, HELD_OUT, tmp_path / "nan", verbose=0)
+        train_fold(config, synthetic[1], SYNTHETIC_HELD_OUT, tmp_path / "nan", verbose=0)
 
 
-def fit_again(config, glioma_tiles, out):
+def fit_again(config, tiles, out):
     """The fold's training alone (resumed where out holds a checkpoint): resuming is the fit's
     job, so the export and the scoring of a fold are left out (tested above)."""
     from nucseg.training.runs import claim_folder
     from nucseg.training.train import fit
 
     claim_folder(out, config)
-    return fit(config, [t for t in glioma_tiles if t.patient != HELD_OUT], out, verbose=0)
+    return fit(config, [t for t in tiles if t.patient != SYNTHETIC_HELD_OUT], out, verbose=0)
 
 
 @pytest.mark.slow
-def test_killed_in_the_middle_of_an_epoch_it_redoes_that_epoch_only(glioma_tiles, glioma_path, tmp_path, monkeypatch):
-    config = fold_config(glioma_path, steps=60, steps_per_epoch=30, tune_postprocess=False)
+def test_killed_in_the_middle_of_an_epoch_it_redoes_that_epoch_only(synthetic, tmp_path, monkeypatch):
+    (data, tiles), held_out = synthetic, SYNTHETIC_HELD_OUT
+    config = fold_config(data, steps=60, steps_per_epoch=30, tune_postprocess=False)
     original = StopOnNaN.on_train_batch_end
 
     def killed_at_step_45(self, batch, logs=None):
@@ -105,22 +106,22 @@ def test_killed_in_the_middle_of_an_epoch_it_redoes_that_epoch_only(glioma_tiles
 
     monkeypatch.setattr(StopOnNaN, "on_train_batch_end", killed_at_step_45)
     with pytest.raises(KeyboardInterrupt):
-        train_fold(config, glioma_tiles, HELD_OUT, tmp_path / "killed", verbose=0)
+        train_fold(config, tiles, held_out, tmp_path / "killed", verbose=0)
     assert int(keras.models.load_model(tmp_path / "killed" / CHECKPOINT).optimizer.iterations) == 30
     assert not (tmp_path / "killed" / SCORES).exists()
     monkeypatch.setattr(StopOnNaN, "on_train_batch_end", original)
 
-    resumed, straight = fit_again(config, glioma_tiles, tmp_path / "killed"), fit_again(config, glioma_tiles,
-                                                                                        tmp_path / "straight")
+    resumed, straight = fit_again(config, tiles, tmp_path / "killed"), fit_again(config, tiles, tmp_path / "straight")
     assert int(resumed.optimizer.iterations) == int(straight.optimizer.iterations) == 60
     for x, y in zip(resumed.get_weights(), straight.get_weights()):
         np.testing.assert_allclose(x, y, atol=1e-4)
 
 
-def test_killed_during_export_it_exports_again_from_the_checkpoint(glioma_tiles, glioma_path, tmp_path, monkeypatch):
+def test_killed_during_export_it_exports_again_from_the_checkpoint(synthetic, tmp_path, monkeypatch):
     import nucseg.training.export
 
-    config = fold_config(glioma_path, steps=30, steps_per_epoch=30, tune_postprocess=False)
+    (data, tiles), held_out = synthetic, SYNTHETIC_HELD_OUT
+    config = fold_config(data, steps=30, steps_per_epoch=30, tune_postprocess=False)
     original = nucseg.training.export.replace_dir_atomic
 
     def killed_while_writing_the_saved_model(path, write_into):
@@ -132,24 +133,24 @@ def test_killed_during_export_it_exports_again_from_the_checkpoint(glioma_tiles,
 
     monkeypatch.setattr(nucseg.training.export, "replace_dir_atomic", killed_while_writing_the_saved_model)
     with pytest.raises(KeyboardInterrupt):
-        train_fold(config, glioma_tiles, HELD_OUT, tmp_path / "fold", verbose=0)
+        train_fold(config, tiles, held_out, tmp_path / "fold", verbose=0)
     out = tmp_path / "fold"
     assert (out / CHECKPOINT).is_file() and not (out / SCORES).exists()
     assert not (out / "saved_model").exists()  # nothing half-written in place
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left behind
     monkeypatch.setattr(nucseg.training.export, "replace_dir_atomic", original)
 
-    result = train_fold(config, glioma_tiles, HELD_OUT, out, verbose=0)
+    result = train_fold(config, tiles, held_out, out, verbose=0)
     assert result.steps == 30 and (out / "saved_model" / "saved_model.pb").is_file() and (out / SCORES).is_file()
 
 
 @pytest.mark.parametrize("steps, steps_per_epoch", [(10, 50), (20, 10)])  # within one epoch, and across two
-def test_the_learning_rate_decays_over_exactly_the_steps_trained(glioma_tiles, glioma_path, tmp_path, steps,
-                                                                 steps_per_epoch):
-    config = fold_config(glioma_path, steps=steps, steps_per_epoch=steps_per_epoch)
+def test_the_learning_rate_decays_over_exactly_the_steps_trained(synthetic, tmp_path, steps, steps_per_epoch):
+    (data, tiles), held_out = synthetic, SYNTHETIC_HELD_OUT
+    config = fold_config(data, steps=steps, steps_per_epoch=steps_per_epoch)
     from nucseg.training.train import fit
 
-    model = fit(config, [t for t in glioma_tiles if t.patient != HELD_OUT], tmp_path, verbose=0)
+    model = fit(config, [t for t in tiles if t.patient != held_out], tmp_path, verbose=0)
     assert int(model.optimizer.iterations) == steps
     schedule = schedule_of(config, steps)
     warmup = int(config.warmup_fraction * steps)
