@@ -224,7 +224,8 @@ def test_split_flooded_per_component_is_the_whole_image_watershed(glioma_tiles):
             peaks = np.stack(np.unravel_index(first[ids > 0], mask.shape), axis=1)
             peaks = peaks[rng.random(len(peaks)) < 0.8]  # some components left without a marker
             min_size = 1 if rounded else 30  # 1: a tie's other choice would renumber the pieces after it
-            expected, got = whole_image(distance, mask, peaks, min_size), _split(distance, mask, peaks, min_size)
+            expected = whole_image(distance, mask, peaks, min_size)
+            got = _split(distance, *ndimage.label(mask), peaks, min_size)
             components, _ = ndimage.label(mask)
             differ = set(np.unique(components[expected != got]).tolist())
             if rounded:
@@ -233,3 +234,22 @@ def test_split_flooded_per_component_is_the_whole_image_watershed(glioma_tiles):
                 assert not differ, tile.tile_id
             flooded += int(np.sum(np.bincount(components[tuple(peaks.T)]) >= 2))
     assert flooded >= 10
+
+
+def test_large_components_are_the_labels_of_skimages_small_objects_removed(glioma_tiles):
+    """One labelling gives what labelling skimage's remove_small_objects did: the same components
+    (4-connected), the same numbers (the order of their first pixel), on real thresholded maps."""
+    from skimage.morphology import remove_small_objects
+
+    from nucseg.data.weights import distance_target
+    from nucseg.postprocess.instances import _large_components, fill_holes
+
+    rng = np.random.default_rng(3)
+    for tile in glioma_tiles[:3]:
+        noisy = distance_target(tile.label) + ndimage.gaussian_filter(rng.normal(0, 1.5, tile.label.shape), 2)
+        mask = fill_holes(noisy > 1.0)
+        for min_size in (1, 30, 200):
+            expected, expected_count = ndimage.label(remove_small_objects(mask, max_size=min_size - 1))
+            got, count = _large_components(mask, min_size)
+            assert count == expected_count and np.array_equal(got, expected), (tile.tile_id, min_size)
+        assert 0 < _large_components(mask, 200)[1] < _large_components(mask, 30)[1]  # some were small

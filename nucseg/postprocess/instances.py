@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 from skimage.feature import peak_local_max
-from skimage.morphology import h_maxima, remove_small_objects
+from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from nucseg.labels import renumbered
@@ -30,21 +30,27 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | ~reaches_edge[background]
 
 
-def _without_small(mask: np.ndarray, min_size: int) -> np.ndarray:
-    return remove_small_objects(mask, max_size=min_size - 1) if min_size > 1 else mask
+def _large_components(mask: np.ndarray, min_size: int) -> tuple[np.ndarray, int]:
+    """The 4-connected components of mask of at least min_size pixels, numbered 1..count in the
+    order of their first pixel: ndimage.label of skimage's remove_small_objects(mask), from one
+    labelling instead of two (the watershed's components are these)."""
+    components, count = ndimage.label(mask)
+    large = np.bincount(components.ravel(), minlength=count + 1) >= min_size
+    large[0] = False
+    numbers = np.where(large, np.cumsum(large), 0).astype(components.dtype)
+    return numbers[components], int(large.sum())
 
 
-def _split(distance: np.ndarray, mask: np.ndarray, peaks: np.ndarray, min_size: int) -> np.ndarray:
-    """Watershed of -distance inside mask from one marker per peak ((N, 2) rows, cols, numbered
-    1..N in that order); a connected component without a peak (too thin) keeps one marker of its
-    own (numbered on from N + 1, in the order of the components).
+def _split(distance: np.ndarray, components: np.ndarray, count: int, peaks: np.ndarray, min_size: int) -> np.ndarray:
+    """Watershed of -distance inside the mask's components (_large_components) from one marker
+    per peak ((N, 2) rows, cols, numbered 1..N in that order); a component without a peak (too
+    thin) keeps one marker of its own (numbered on from N + 1, in the order of the components).
 
     The flood never leaves a 4-connected component of the mask (the watershed's own
     connectivity), so each component is flooded alone: one with a single marker is that marker's
     nucleus whole, and only those with two or more are flooded, each in its bounding box. The
     same labels as one watershed of the whole image (tested in tests/test_dist.py): within a
     component the flood's order is the same, its ties broken by the same raster order."""
-    components, count = ndimage.label(mask)
     peaks = np.asarray(peaks, np.intp).reshape(-1, 2)
     component_of_peak = components[tuple(peaks.T)]
     per_component = np.bincount(component_of_peak, minlength=count + 1)
@@ -71,11 +77,10 @@ def instances_from_probability(
     probability: np.ndarray, threshold: float = 0.5, min_size: int = 30, min_distance: int = 10, footprint: int = 17
 ) -> np.ndarray:
     """uint16 label image: 0 background, 1..N nuclei."""
-    mask = _without_small(fill_holes(np.asarray(probability) > threshold), min_size)
-    if not mask.any():
-        return np.zeros(mask.shape, np.uint16)
-    distance = ndimage.distance_transform_edt(mask)
-    components, _ = ndimage.label(mask)
+    components, count = _large_components(fill_holes(np.asarray(probability) > threshold), min_size)
+    if not count:
+        return np.zeros(components.shape, np.uint16)
+    distance = ndimage.distance_transform_edt(components > 0)
     peaks = peak_local_max(
         distance,
         min_distance=min_distance,
@@ -83,7 +88,7 @@ def instances_from_probability(
         labels=components,
         exclude_border=False,
     )
-    return _split(distance, mask, peaks, min_size)
+    return _split(distance, components, count, peaks, min_size)
 
 
 def max_of_3x3(image: np.ndarray) -> np.ndarray:
@@ -150,12 +155,12 @@ def instances_from_distance(
     `maxima`: distance_maxima(distance, h), where the caller has it already."""
     distance = np.asarray(distance, np.float32)
     filled = fill_holes(distance > threshold)
-    mask = _without_small(filled, min_size)
-    if not mask.any():
-        return np.zeros(mask.shape, np.uint16)
+    components, count = _large_components(filled, min_size)
+    if not count:
+        return np.zeros(components.shape, np.uint16)
     if maxima is None:
         maxima = _maxima_per_piece(np.maximum(distance, 0), h, filled)
-    markers, count = ndimage.label(maxima & mask)
+    markers, _ = ndimage.label(maxima & (components > 0))
     ids, first = np.unique(markers.ravel(), return_index=True)  # one pixel of each maximum
-    peaks = np.stack(np.unravel_index(first[ids > 0], mask.shape), axis=1)
-    return _split(distance, mask, peaks, min_size)
+    peaks = np.stack(np.unravel_index(first[ids > 0], components.shape), axis=1)
+    return _split(distance, components, count, peaks, min_size)
