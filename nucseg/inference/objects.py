@@ -153,25 +153,30 @@ def _hull_areas(labels: np.ndarray, border: np.ndarray, count: int) -> np.ndarra
     # Each region's polygon: down its left side, up its right side.
     vertex_region = np.concatenate([region[left], region[right]])
     vertex_row = np.concatenate([row[left], row[right]])
-    vertex_col = np.concatenate([cols[first][left], cols[last][right]])
     going_up = np.r_[np.zeros(len(left), bool), np.ones(len(right), bool)]
     order = np.lexsort((np.where(going_up, -vertex_row, vertex_row), going_up, vertex_region))
-    vertex_region, y, x = vertex_region[order], vertex_row[order], vertex_col[order]
-    starts = np.flatnonzero(np.r_[True, vertex_region[1:] != vertex_region[:-1]])
+    vertex_col = np.concatenate([cols[first][left], cols[last][right]])
+    return _lattice_points(vertex_region[order], vertex_row[order], vertex_col[order], count)
+
+
+def _lattice_points(region: np.ndarray, y: np.ndarray, x: np.ndarray, count: int) -> np.ndarray:
+    """Pick's A + P / 2 + 1 of each region's convex polygon (its vertices in order, sorted by
+    region); where the polygon is flat, its longest side + 1. NaN for a region without one."""
+    starts = np.flatnonzero(np.r_[True, region[1:] != region[:-1]])
     following = np.arange(1, len(y) + 1)
     following[np.r_[starts[1:], len(y)] - 1] = starts  # each polygon closes on its first vertex
-    twice_area = np.bincount(vertex_region, y * x[following] - y[following] * x, minlength=count + 1)[1:]
-    perimeter = np.bincount(vertex_region, np.hypot(y[following] - y, x[following] - x), minlength=count + 1)[1:]
-    present = np.bincount(vertex_region, minlength=count + 1)[1:] > 0
-    pick = np.abs(twice_area) / 2 + perimeter / 2 + 1
-    extent = np.zeros((count + 1, 2))  # each region's height and width, for the flat ones
+    twice_area = np.bincount(region, y * x[following] - y[following] * x, minlength=count + 1)[1:]
+    perimeter = np.bincount(region, np.hypot(y[following] - y, x[following] - x), minlength=count + 1)[1:]
+    extent = np.zeros((count + 1, 2))  # each region's height and width
     for axis, values in enumerate((y, x)):
         high, low = np.full(count + 1, -np.inf), np.full(count + 1, np.inf)
-        np.maximum.at(high, vertex_region, values)
-        np.minimum.at(low, vertex_region, values)
+        np.maximum.at(high, region, values)
+        np.minimum.at(low, region, values)
         extent[:, axis] = np.where(high >= low, high - low, 0)
-    on_a_line = np.isclose(twice_area, 0, atol=1e-9)
-    return np.where(present, np.where(on_a_line, extent[1:].max(axis=1) + 1, pick), np.nan)
+    pick = np.abs(twice_area) / 2 + perimeter / 2 + 1
+    flat = np.isclose(twice_area, 0, atol=1e-9)
+    present = np.bincount(region, minlength=count + 1)[1:] > 0
+    return np.where(present, np.where(flat, extent[1:].max(axis=1) + 1, pick), np.nan)
 
 
 def _convex_chains(group: np.ndarray, t: np.ndarray, value: np.ndarray) -> np.ndarray:
