@@ -45,6 +45,12 @@ def native_bfloat16() -> bool:
     return any(flag in cpu_flags() for flag in NATIVE_BFLOAT16_FLAGS)
 
 
+def tensorflow_sees_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def keras_sees_gpu() -> bool:
     """Whether the Keras backend in use (KERAS_BACKEND) has a GPU to run on."""
     import keras
@@ -58,8 +64,6 @@ def keras_sees_gpu() -> bool:
             import torch
 
             return torch.cuda.is_available()
-        import tensorflow as tf
-
-        return bool(tf.config.list_physical_devices("GPU"))
+        return tensorflow_sees_gpu()
     except RuntimeError:
         return False

@@ -54,11 +54,9 @@ def write_png_atomic(path: str | Path, array: np.ndarray) -> Path:
 def write_jpeg_atomic(path: str | Path, array: np.ndarray, quality: int = 90) -> Path:
     """For previews of tissue (photographs): a 2048 x 2048 overview in 0.06 s and 2.8 MB, against
     PNG's 1.0 s and 10 MB at its fastest compression."""
-
-    def save(temporary: Path) -> None:
-        Image.fromarray(array).save(temporary, format="JPEG", quality=quality)
-
-    return save_with(path, save, suffix=".jpg")
+    return save_with(
+        path, lambda temporary: Image.fromarray(array).save(temporary, format="JPEG", quality=quality), suffix=".jpg"
+    )
 
 
 def save_with(path: str | Path, save, suffix: str = ".tmp") -> Path:

@@ -62,11 +62,11 @@ def test_another_configuration_in_the_same_folder_is_refused(trained_fold, gliom
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_if_never_killed(synthetic, tmp_path, monkeypatch):
-    (data, tiles), held_out = synthetic, SYNTHETIC_HELD_OUT
+    data, tiles = synthetic
     config = fold_config(data, steps=60, steps_per_epoch=30, tune_postprocess=False)
     original = kill_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        train_fold(config, tiles, held_out, tmp_path / "killed", verbose=0)
+        train_fold(config, tiles, SYNTHETIC_HELD_OUT, tmp_path / "killed", verbose=0)
     checkpoint = keras.models.load_model(tmp_path / "killed" / CHECKPOINT)
     assert int(checkpoint.optimizer.iterations) == 30
     monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", original)
@@ -95,7 +95,7 @@ def fit_again(config, tiles, out):
 
 @pytest.mark.slow
 def test_killed_in_the_middle_of_an_epoch_it_redoes_that_epoch_only(synthetic, tmp_path, monkeypatch):
-    (data, tiles), held_out = synthetic, SYNTHETIC_HELD_OUT
+    data, tiles = synthetic
     config = fold_config(data, steps=60, steps_per_epoch=30, tune_postprocess=False)
     original = StopOnNaN.on_train_batch_end
 
@@ -106,7 +106,7 @@ def test_killed_in_the_middle_of_an_epoch_it_redoes_that_epoch_only(synthetic, t
 
     monkeypatch.setattr(StopOnNaN, "on_train_batch_end", killed_at_step_45)
     with pytest.raises(KeyboardInterrupt):
-        train_fold(config, tiles, held_out, tmp_path / "killed", verbose=0)
+        train_fold(config, tiles, SYNTHETIC_HELD_OUT, tmp_path / "killed", verbose=0)
     assert int(keras.models.load_model(tmp_path / "killed" / CHECKPOINT).optimizer.iterations) == 30
     assert not (tmp_path / "killed" / SCORES).exists()
     monkeypatch.setattr(StopOnNaN, "on_train_batch_end", original)
@@ -120,7 +120,7 @@ def test_killed_in_the_middle_of_an_epoch_it_redoes_that_epoch_only(synthetic, t
 def test_killed_during_export_it_exports_again_from_the_checkpoint(synthetic, tmp_path, monkeypatch):
     import nucseg.training.export
 
-    (data, tiles), held_out = synthetic, SYNTHETIC_HELD_OUT
+    data, tiles = synthetic
     config = fold_config(data, steps=30, steps_per_epoch=30, tune_postprocess=False)
     original = nucseg.training.export.replace_dir_atomic
 
@@ -133,24 +133,24 @@ def test_killed_during_export_it_exports_again_from_the_checkpoint(synthetic, tm
 
     monkeypatch.setattr(nucseg.training.export, "replace_dir_atomic", killed_while_writing_the_saved_model)
     with pytest.raises(KeyboardInterrupt):
-        train_fold(config, tiles, held_out, tmp_path / "fold", verbose=0)
+        train_fold(config, tiles, SYNTHETIC_HELD_OUT, tmp_path / "fold", verbose=0)
     out = tmp_path / "fold"
     assert (out / CHECKPOINT).is_file() and not (out / SCORES).exists()
     assert not (out / "saved_model").exists()  # nothing half-written in place
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left behind
     monkeypatch.setattr(nucseg.training.export, "replace_dir_atomic", original)
 
-    result = train_fold(config, tiles, held_out, out, verbose=0)
+    result = train_fold(config, tiles, SYNTHETIC_HELD_OUT, out, verbose=0)
     assert result.steps == 30 and (out / "saved_model" / "saved_model.pb").is_file() and (out / SCORES).is_file()
 
 
 @pytest.mark.parametrize("steps, steps_per_epoch", [(10, 50), (20, 10)])  # within one epoch, and across two
 def test_the_learning_rate_decays_over_exactly_the_steps_trained(synthetic, tmp_path, steps, steps_per_epoch):
-    (data, tiles), held_out = synthetic, SYNTHETIC_HELD_OUT
+    data, tiles = synthetic
     config = fold_config(data, steps=steps, steps_per_epoch=steps_per_epoch)
     from nucseg.training.train import fit
 
-    model = fit(config, [t for t in tiles if t.patient != held_out], tmp_path, verbose=0)
+    model = fit(config, [t for t in tiles if t.patient != SYNTHETIC_HELD_OUT], tmp_path, verbose=0)
     assert int(model.optimizer.iterations) == steps
     schedule = schedule_of(config, steps)
     warmup = int(config.warmup_fraction * steps)

@@ -26,6 +26,7 @@ import numpy as np
 
 from nucseg.errors import InputError
 from nucseg.hardware import cpu_flags, cpu_name, native_bfloat16
+from nucseg.hardware import tensorflow_sees_gpu as gpu_visible  # the TensorFlow engine's GPU
 
 LOG = logging.getLogger(__name__)
 ENGINES = ("auto", "tensorflow", "openvino")
@@ -38,12 +39,6 @@ def openvino_installed() -> bool:
     except ImportError:
         return False
     return True
-
-
-def gpu_visible() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def choose_engine(requested: str = "auto") -> str:

@@ -141,13 +141,13 @@ def _hull_areas(labels: np.ndarray, border: np.ndarray, count: int) -> np.ndarra
     rows, cols = np.nonzero(border)
     if not len(rows):
         return np.full(count, np.nan)
-    owner = labels[rows, cols].astype(np.int64)
-    order = np.argsort(owner * labels.shape[0] + rows, kind="stable")  # by region, row, column
-    owner, rows, cols = owner[order], rows[order].astype(np.float64), cols[order].astype(np.float64)
-    row_key = owner * labels.shape[0] + rows
+    row_key = labels[rows, cols].astype(np.int64) * labels.shape[0] + rows  # region, then row
+    order = np.argsort(row_key, kind="stable")  # by region, row, column
+    row_key, cols = row_key[order], cols[order].astype(np.float64)
     first = np.flatnonzero(np.r_[True, row_key[1:] != row_key[:-1]])  # each region's rows
-    last = np.r_[first[1:], len(owner)] - 1
-    region, row = owner[first], rows[first]
+    last = np.r_[first[1:], len(row_key)] - 1
+    region, row = np.divmod(row_key[first], labels.shape[0])
+    row = row.astype(np.float64)
     left = _convex_chains(region, row, cols[first])
     right = _convex_chains(region, row, -cols[last])  # a concave majorant is a convex minorant, negated
     # Each region's polygon: down its left side, up its right side.
@@ -165,18 +165,14 @@ def _lattice_points(region: np.ndarray, y: np.ndarray, x: np.ndarray, count: int
     starts = np.flatnonzero(np.r_[True, region[1:] != region[:-1]])
     following = np.arange(1, len(y) + 1)
     following[np.r_[starts[1:], len(y)] - 1] = starts  # each polygon closes on its first vertex
-    twice_area = np.bincount(region, y * x[following] - y[following] * x, minlength=count + 1)[1:]
-    perimeter = np.bincount(region, np.hypot(y[following] - y, x[following] - x), minlength=count + 1)[1:]
-    extent = np.zeros((count + 1, 2))  # each region's height and width
-    for axis, values in enumerate((y, x)):
-        high, low = np.full(count + 1, -np.inf), np.full(count + 1, np.inf)
-        np.maximum.at(high, region, values)
-        np.minimum.at(low, region, values)
-        extent[:, axis] = np.where(high >= low, high - low, 0)
-    pick = np.abs(twice_area) / 2 + perimeter / 2 + 1
+    twice_area = np.abs(np.add.reduceat(y * x[following] - y[following] * x, starts))
+    perimeter = np.add.reduceat(np.hypot(y[following] - y, x[following] - x), starts)
+    height = np.maximum.reduceat(y, starts) - np.minimum.reduceat(y, starts)
+    width = np.maximum.reduceat(x, starts) - np.minimum.reduceat(x, starts)
     flat = np.isclose(twice_area, 0, atol=1e-9)
-    present = np.bincount(region, minlength=count + 1)[1:] > 0
-    return np.where(present, np.where(flat, extent[1:].max(axis=1) + 1, pick), np.nan)
+    areas = np.full(count, np.nan)
+    areas[region[starts] - 1] = np.where(flat, np.maximum(height, width) + 1, twice_area / 2 + perimeter / 2 + 1)
+    return areas
 
 
 def _convex_chains(group: np.ndarray, t: np.ndarray, value: np.ndarray) -> np.ndarray:
