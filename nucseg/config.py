@@ -20,6 +20,14 @@ from nucseg.errors import InputError
 
 ARCHITECTURES = ("pangnet", "fcn8", "deconvnet", "unet", "dist")
 DISTANCE_ARCHS = ("dist",)  # nets that regress each nucleus's distance map instead of class probabilities
+# The smallest standard deviation, in grey levels (0..255), that per-image standardisation
+# divides by. An H&E tile with tissue varies by tens of grey levels in each channel (the least
+# varied channel of a TNBC tile: 11 grey levels; of a CoNSeP crop: 2.2, 99 % above 6.7); glass, white fill and JPEG
+# noise on them vary by a few. Dividing those by their own tiny deviation blows noise up to the
+# contrast of nuclei (an all-white tile became one giant nucleus); dividing by this floor keeps
+# them flat.
+MIN_STD_GREY_LEVELS = 4.0
+SIZE_MULTIPLE = 32  # the nets' input sides are multiples of 2**5: five poolings (nucseg.models.nets)
 PRECISIONS = ("float32", "bfloat16")  # what an exported model can be run in (nucseg.inference.predict.load_predictor)
 INPUT_NORMS = ("unit", "per_image")
 DATA_ENV_VAR = "NUCSEG_DATA"

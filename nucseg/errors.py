@@ -6,5 +6,9 @@ class InputError(ValueError):
     """A file, folder, option or configuration that cannot be used; the message says which and why."""
 
 
+class ModelLoadError(InputError):
+    """A model file or folder that cannot be loaded."""
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""

@@ -277,3 +277,14 @@ def test_pieces_beyond_the_core_are_cleared_and_the_kept_nuclei_stay_the_same(gl
             assert len(all_masks) == len(within_masks) > 5 and all_cut == within_cut, (arch, core_y, core_x)
             assert all(np.array_equal(a, b) for a, b in zip(all_masks, within_masks)), (arch, core_y, core_x)
     assert cleared_somewhere
+
+
+def test_the_progress_line_times_only_the_tiles_of_this_run(capsys):
+    from nucseg.inference.slide import TileProgress
+
+    bar = TileProgress(10, done_before=4)  # 4 tiles of parts a resumed run found on disk
+    bar.update(6)
+    bar.update(10)
+    err = capsys.readouterr().err
+    assert err.startswith("\r6/10 tiles, ") and "\r10/10 tiles, " in err
+    assert err.endswith(" 0:00 left\n")  # done: the line is ended

@@ -133,7 +133,8 @@ def add_precision(parser, default: str = "auto") -> None:
         choices=PRECISION_CHOICES,
         default=default,
         help="auto: bfloat16 with OpenVINO on a CPU with AMX (measured faster, same nuclei), else "
-        f"float32; bfloat16 is slower on CPUs without AVX512_BF16 or AMX (see docs/speed.md) (default: {default})",
+        "float32; on CPUs without AVX512_BF16 or AMX, bfloat16 is float32 with OpenVINO and slower with "
+        f"TensorFlow (see docs/speed.md) (default: {default})",
     )
 
 

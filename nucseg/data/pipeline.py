@@ -16,7 +16,7 @@ import tensorflow as tf
 from nucseg.data.augment import make_augmenter, make_batch_jitter
 from nucseg.data.dataset import Tile
 from nucseg.errors import InputError
-from nucseg.models.nets import SIZE_MULTIPLE
+from nucseg.config import SIZE_MULTIPLE
 from nucseg.data.weights import binary_target, weight_map
 
 

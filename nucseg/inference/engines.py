@@ -3,8 +3,8 @@
 - "tensorflow": the `.keras` model (Keras's compiled predict step) or the SavedModel, as trained.
 - "openvino": the SavedModel (or the `.keras` file, exported on the fly) converted by OpenVINO
   (`openvino` from the package registry) and compiled for the CPU. The same outputs to about
-  1e-3 in float32 (tested); 1.3 to 1.5 times as fast as TensorFlow on the CPUs measured
-  (results/measured/engines/README.md).
+  1e-3 in float32 (tested); 1.5 times as fast as TensorFlow on an AMX Xeon, 2.2 times on an
+  AVX2-only AMD EPYC, in float32 (docs/speed.md).
 
 `--engine auto` takes TensorFlow where it sees a GPU, else OpenVINO where it is installed, else
 TensorFlow. `--precision auto` is bfloat16 with OpenVINO on a CPU with AMX, float32 everywhere
@@ -12,8 +12,9 @@ else. OpenVINO's bfloat16 rounds DIST's distances to steps that moved the nuclei
 watershed finds (TNBC: AJI 0.619 -> 0.603), so the net's last 1x1 convolution is kept in float32
 (`float32_linear_head`): the same scores as float32, the net 2.3 times as fast as float32 on the
 AMX CPU measured (the whole net in bfloat16: 2.8 times). Without AMX bfloat16 was not measured
-(AVX512_BF16) or is slower (AVX2 only: TensorFlow's 1.6 times slower than float32), and asking for
-it there is warned about (results/measured/engines/README.md).
+(AVX512_BF16) or is slower (AVX2 only: TensorFlow emulates it; OpenVINO's CPU plugin compiles
+float32 instead, so that is what is run and said), and asking for it there is warned about
+(docs/speed.md).
 """
 
 from __future__ import annotations
@@ -59,9 +60,15 @@ def choose_precision(requested: str, engine: str) -> str:
     if requested not in PRECISION_CHOICES:
         raise InputError(f"--precision {requested}: choose one of {', '.join(PRECISION_CHOICES)}")
     if requested == "bfloat16" and not native_bfloat16():
+        if engine == "openvino":
+            # OpenVINO's CPU plugin ignores a bfloat16 hint where the CPU has none: it compiles
+            # float32 (its INFERENCE_PRECISION_HINT reads f32; the same speed, measured on an
+            # AVX2-only AMD EPYC). Said as what runs, not as what was asked for.
+            LOG.warning(f"--precision bfloat16: {cpu_name()} has no AVX512_BF16 or AMX; OpenVINO runs float32 here")
+            return "float32"
         LOG.warning(
             f"--precision bfloat16 on a CPU without native bfloat16 ({cpu_name()}: no AVX512_BF16 or AMX): "
-            "it is emulated, and slower than float32 here"
+            "TensorFlow emulates it, slower than float32 here"
         )
     if requested != "auto":
         return requested
@@ -157,12 +164,12 @@ def openvino_predictor(model_path: str | Path, precision: str = "float32") -> Op
     a cache (`$NUCSEG_CACHE`, else ~/.cache/nucseg) under the SHA-256 of the model's files, so a
     model is converted once per machine. Nothing is written beside the model."""
     model_path = Path(model_path)
-    if model_path.is_dir():
-        from nucseg.models.loading import load_saved_model
-
-        load_saved_model(model_path)  # its checks and messages: variables/ there, a `serve` endpoint
     cached = _cache_folder() / _model_digest(model_path) / "model.xml"
-    if not cached.is_file():
+    if not cached.is_file():  # a cached model, keyed by its files' digest, was checked when converted
+        if model_path.is_dir():
+            from nucseg.models.loading import load_saved_model
+
+            load_saved_model(model_path)  # its checks and messages: variables/ there, a `serve` endpoint
         _convert_into_cache(model_path, cached)
     return OpenVINOPredictor(cached, precision)
 

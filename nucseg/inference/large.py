@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from nucseg.models.blocks import MIN_STD_GREY_LEVELS
-from nucseg.models.loading import ModelLoadError
+from nucseg.config import MIN_STD_GREY_LEVELS  # the nets' standardisation floor (nucseg.models.blocks)
+from nucseg.errors import ModelLoadError
 from nucseg.inference.tiles import tile_cores
 
 

@@ -17,14 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from nucseg.config import PRECISIONS
-from nucseg.errors import InputError
+from nucseg.config import PRECISIONS, SIZE_MULTIPLE
+from nucseg.errors import InputError, ModelLoadError  # noqa: F401  (ModelLoadError: re-exported)
 from nucseg.io import write_png_atomic
-from nucseg.models.nets import SIZE_MULTIPLE
 from nucseg.inference.large import is_blank, nucleus_channel, stitched_map
 from nucseg.inference.regions import ArrayRegion
 from nucseg.inference.tiles import tile_starts  # noqa: F401  (re-exported)
-from nucseg.models.loading import ModelLoadError  # noqa: F401  (re-exported: callers import it from here)
 
 __all__ = ["ModelLoadError", "is_blank", "nucleus_channel", "tile_starts"]  # re-exported
 

@@ -6,21 +6,14 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from nucseg.config import MIN_STD_GREY_LEVELS  # the floor of per-image standardisation: why, there
+
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
 def unit_range(inputs):
     """RGB 0..255 -> -1..1, inside the model, so exported models take raw pixel values."""
     return layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(inputs)
-
-
-# The smallest standard deviation, in grey levels (0..255), that per-image standardisation
-# divides by. An H&E tile with tissue varies by tens of grey levels in each channel (the least
-# varied channel of a TNBC tile: 11 grey levels; of a CoNSeP crop: 2.2, 99 % above 6.7); glass, white fill and JPEG
-# noise on them vary by a few. Dividing those by their own tiny deviation blows noise up to the
-# contrast of nuclei (an all-white tile became one giant nucleus); dividing by this floor keeps
-# them flat.
-MIN_STD_GREY_LEVELS = 4.0
 
 
 @keras.saving.register_keras_serializable(package="nucseg")

@@ -11,11 +11,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from nucseg.errors import InputError
-
-
-class ModelLoadError(InputError):
-    """A model file or folder that cannot be loaded."""
+from nucseg.errors import InputError, ModelLoadError  # noqa: F401  (ModelLoadError: re-exported)
 
 
 def load_keras_model(path: str | Path, compile: bool = False):

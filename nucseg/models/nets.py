@@ -11,8 +11,6 @@ from keras import layers
 from nucseg.models.blocks import OUTPUT_HEADS, MaxUnpooling2D, conv_block, imagenet_caffe, normalise_input, score_head
 from nucseg.models.vgg import VGG16_BLOCKS, EncoderWeightsError, load_encoder_weights, vgg16_encoder
 
-SIZE_MULTIPLE = 32
-
 
 def _inputs():
     return keras.Input(shape=(None, None, 3), name="image")
