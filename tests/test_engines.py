@@ -142,3 +142,21 @@ def test_no_gpu_is_sure_only_without_the_device_files_a_gpu_needs(tmp_path, monk
     assert hardware.surely_no_gpu(tmp_path)
     monkeypatch.setattr(hardware.platform, "system", lambda: "Darwin")  # Metal: no such files to look for
     assert not hardware.surely_no_gpu(tmp_path)
+
+
+def test_only_commands_that_run_tensorflow_import_it(monkeypatch):
+    import nucseg.hardware
+    from nucseg.cli import needs_tensorflow
+    from nucseg.cli.parser import build_parser
+
+    def needs(*argv):
+        return needs_tensorflow(build_parser().parse_args(list(argv)))
+
+    monkeypatch.setattr(nucseg.hardware, "surely_no_gpu", lambda: True)
+    assert not needs("predict", "x.png", "--out", "o") and not needs("slide", "s.svs", "--out", "o")
+    assert not needs("evaluate", "d", "--out", "o", "--engine", "openvino") and not needs("data", "check")
+    assert needs("predict", "x.png", "--out", "o", "--engine", "tensorflow")
+    assert needs("bench", "stardist", "--out", "o", "--val-patients", "p")  # StarDist's net is TensorFlow's
+    assert needs("train", "--out", "o", "--arch", "unet", "--all-patients")
+    monkeypatch.setattr(nucseg.hardware, "surely_no_gpu", lambda: False)  # a GPU's device files: ask TensorFlow
+    assert needs("predict", "x.png", "--out", "o")

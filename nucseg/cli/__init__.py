@@ -32,8 +32,11 @@ def needs_tensorflow(args) -> bool:
         return False
     if getattr(args, "engine", None) is None or getattr(args, "bench_command", None) == "stardist":
         return True
+    from nucseg.hardware import surely_no_gpu
     from nucseg.inference.engines import choose_engine
 
+    if args.engine == "auto" and not surely_no_gpu():
+        return True  # only TensorFlow can say whether it sees the GPU: imported first, quietly
     return choose_engine(args.engine) != "openvino"
 
 
