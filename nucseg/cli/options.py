@@ -132,7 +132,7 @@ def add_precision(parser, default: str = "auto") -> None:
         "--precision",
         choices=PRECISION_CHOICES,
         default=default,
-        help="auto: bfloat16 with OpenVINO on a CPU with AMX (measured faster, same nuclei), else "
+        help="auto: bfloat16 with OpenVINO on a CPU with AMX or AVX512_BF16 (measured faster, same nuclei), else "
         "float32; on CPUs without AVX512_BF16 or AMX, bfloat16 is float32 with OpenVINO and slower with "
         f"TensorFlow (see docs/speed.md) (default: {default})",
     )

@@ -7,13 +7,14 @@
   AVX2-only AMD EPYC, in float32 (docs/speed.md).
 
 `--engine auto` takes TensorFlow where it sees a GPU, else OpenVINO where it is installed, else
-TensorFlow. `--precision auto` is bfloat16 with OpenVINO on a CPU with AMX, float32 everywhere
-else. OpenVINO's bfloat16 rounds DIST's distances to steps that moved the nuclei the dynamic
-watershed finds (TNBC: AJI 0.619 -> 0.603), so the net's last 1x1 convolution is kept in float32
-(`float32_linear_head`): the same scores as float32, the net 2.3 times as fast as float32 on the
-AMX CPU measured (the whole net in bfloat16: 2.8 times). Without AMX bfloat16 was not measured
-(AVX512_BF16) or is slower (AVX2 only: TensorFlow emulates it; OpenVINO's CPU plugin compiles
-float32 instead, so that is what is run and said), and asking for it there is warned about
+TensorFlow. `--precision auto` is bfloat16 with OpenVINO on a CPU with native bfloat16 (AMX or
+AVX512_BF16), float32 everywhere else. OpenVINO's bfloat16 rounds DIST's distances to steps that
+moved the nuclei the dynamic watershed finds (TNBC: AJI 0.619 -> 0.603), so the net's last 1x1
+convolution is kept in float32 (`float32_linear_head`): the same scores as float32 on both CPU
+kinds, the net 2.3 times as fast as float32 on an AMX Xeon (the whole net in bfloat16: 2.8 times)
+and 1.8 times on an AMD EPYC with AVX512_BF16 (Zen 4; the whole net: 2.0 times). Without native
+bfloat16 (AVX2 only) it is slower: TensorFlow emulates it; OpenVINO's CPU plugin compiles
+float32 instead, so that is what is run and said, and asking for it there is warned about
 (docs/speed.md).
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from nucseg.errors import InputError
-from nucseg.hardware import cpu_flags, cpu_name, native_bfloat16
+from nucseg.hardware import cpu_name, native_bfloat16
 from nucseg.hardware import tensorflow_sees_gpu as gpu_visible  # the TensorFlow engine's GPU
 
 LOG = logging.getLogger(__name__)
@@ -72,10 +73,11 @@ def choose_precision(requested: str, engine: str) -> str:
         )
     if requested != "auto":
         return requested
-    # OpenVINO's bfloat16 (with the last layer in float32) ran the shipped DIST 2.7 times as fast as
-    # its float32 on an AMX CPU, with TNBC's nuclei as good; a CPU with AVX512_BF16 but no AMX was
-    # not measured, nor TensorFlow's bfloat16 (which rounds the output): float32 there.
-    return "bfloat16" if engine == "openvino" and "amx_bf16" in cpu_flags() else "float32"
+    # OpenVINO's bfloat16 (with the last layer in float32) ran the shipped DIST 2.3 times as fast as
+    # its float32 on an AMX Xeon and 1.8 times on an AMD EPYC with AVX512_BF16 but no AMX (Zen 4),
+    # with TNBC's nuclei as good on both (results/measured/engines/bfloat16_head*.txt). TensorFlow's
+    # bfloat16 rounds the output, and a CPU without native bfloat16 has none to gain: float32 there.
+    return "bfloat16" if engine == "openvino" and native_bfloat16() else "float32"
 
 
 def describe(engine: str, precision: str) -> str:
