@@ -8,13 +8,12 @@ from pathlib import Path
 
 
 def model_config(model_path: str | Path, output_kind: str):
-    from nucseg.postprocess.kinds import kind_named
-
     """The Config a model's predictions are post-processed with: its saved one (`saved_config`),
     else the defaults of a net of its output kind ("probability": U-Net's, "distance": DIST's).
     A saved configuration that names a net of another output kind is refused."""
     from nucseg.config import Config
     from nucseg.errors import InputError
+    from nucseg.postprocess.kinds import kind_named
 
     config = saved_config(model_path)
     if config is None:
