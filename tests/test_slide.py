@@ -90,8 +90,10 @@ def test_killed_and_rerun_gives_the_same_outputs(mosaic, tmp_path, monkeypatch):
 
     slide = write_pyramid(tmp_path / "mosaic.tif", mosaic)
     monkeypatch.setattr(slide_module, "PART_TILES", 2)
+    # the uncut and the resumed runs find their nuclei in a thread (the same nuclei as processes:
+    # test_nuclei_workers_in_processes_give_what_one_thread_gives); the killed run in 2 processes
     whole = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "whole", tile=512, overlap=128, verbose=0,
-                      gzip_geojson=True)
+                      gzip_geojson=True, nuclei_workers=0)
     calls = []
 
     def dies_in_the_third_part(batch):  # 2 workers: 3 batches in flight, so parts 1 and 2 are written by then
@@ -109,7 +111,7 @@ def test_killed_and_rerun_gives_the_same_outputs(mosaic, tmp_path, monkeypatch):
     del older["outline_points"]  # a part as an earlier nucseg wrote it (outlines in its features only)
     first.write_text(json.dumps(older))
     resumed = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "cut", tile=512, overlap=128, verbose=0,
-                        gzip_geojson=True)
+                        gzip_geojson=True, nuclei_workers=0)
     assert resumed["nuclei"] == whole["nuclei"]
     for name in ("nuclei.csv", "overview.jpg"):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
