@@ -22,7 +22,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from nucseg.errors import InputError
+from nucseg.errors import InputError, TrainingDiverged
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,18 @@ def ray_session(address: str | None = None, num_cpus: int | None = None):
     finally:
         if started:
             ray.shutdown()
+
+
+def task_result(ray, ref):
+    """ray.get of a finished task. A task that ended in one of nucseg's own errors (a file it
+    cannot read, a diverging run) raises that error here as the sequential run would, so that the
+    CLI prints its one line; Ray's wrapper would carry the worker's traceback into the message."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as err:
+        if isinstance(err.cause, (InputError, TrainingDiverged)):
+            raise err.cause from None
+        raise
 
 
 def _task_resources(cpus: int, cluster_gpus: float) -> dict:
@@ -131,7 +143,7 @@ class RayRunner:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
-            result = ray.get(ready[0])
+            result = task_result(ray, ready[0])
             finished += 1
             if bar:
                 bar.update(finished)
@@ -192,7 +204,7 @@ def _slides_on(ray, model_path, slides, options, cpus_per_slide, max_retries) ->
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         path = pending.pop(ready[0])
-        summary = ray.get(ready[0])
+        summary = task_result(ray, ready[0])
         logger.info(f"{path}: {summary['nuclei']} nuclei in {summary['tiles']} tissue tiles, {summary['seconds']} s")
         summaries.append(summary)
     return summaries

@@ -161,3 +161,19 @@ def test_a_slide_task_sets_up_tensorflow_only_where_it_runs_the_net(small_dist_f
     assert task["nuclei_workers"] == 1 and tensorflow_threads == []
     distributed._slide_task(model, {}, "slide.tif", "out", {"engine": "tensorflow", "precision": "float32"}, 1)
     assert tensorflow_threads == [1]
+
+
+def test_a_slide_on_ray_that_cannot_be_read_says_so_in_one_line(ray_local, small_dist_fold, tmp_path):
+    """nucseg's own error from a task is raised as the sequential run raises it: the CLI prints its
+    one line, not the worker's traceback that Ray's wrapper carries."""
+    from nucseg.distributed import run_slides_on_ray
+    from nucseg.inference.regions import SlideError
+
+    broken = tmp_path / "broken.svs"
+    broken.write_text("not a slide")
+    with pytest.raises(SlideError) as caught:
+        run_slides_on_ray(small_dist_fold / "model.keras", [(broken, tmp_path / "out")],
+                          {"engine": "openvino", "precision": "float32"})
+    assert type(caught.value) is SlideError
+    assert str(broken) in str(caught.value) and "ray::" not in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
