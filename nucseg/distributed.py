@@ -162,21 +162,19 @@ def _study_progress(total: int, verbose: int):
 
 
 def _slide_task(model_path, overrides, slide_path, out_dir, options, cpus):
-    from nucseg.inference.engines import choose_engine, choose_precision
-    from nucseg.inference.predict import load_predictor, output_kind_of, with_tta
-    from nucseg.inference.saved import model_config
+    from nucseg.inference.engines import choose_engine
+    from nucseg.inference.predict import with_tta
+    from nucseg.inference.saved import usable_model
     from nucseg.inference.slide import run_slide
 
     engine = choose_engine(options.pop("engine", "tensorflow"))  # chosen on the worker: its own CPU and GPU
     if engine == "tensorflow":
         _threads_for(cpus)  # imports TensorFlow: not where the net runs in OpenVINO (6.7 s, 0.6 GB)
-    predictor = load_predictor(model_path, choose_precision(options.pop("precision", "float32"), engine), engine)
-    _, config = model_config(model_path, output_kind_of(predictor))
-    config = config.replace(**overrides) if overrides else config
-    predictor = with_tta(predictor) if options.pop("tta", False) else predictor
+    model = usable_model(model_path, overrides, options.pop("precision", "float32"), engine)
+    predictor = with_tta(model.predictor) if options.pop("tta", False) else model.predictor
     if options.get("nuclei_workers") is None:  # the task's own CPUs, not the machine's: tasks share it
         options["nuclei_workers"] = cpus
-    return run_slide(predictor, config, slide_path, out_dir, verbose=0, **options)
+    return run_slide(predictor, model.config, slide_path, out_dir, verbose=0, **options)
 
 
 def run_slides_on_ray(

@@ -57,6 +57,26 @@ def test_tile_cores_partition_the_region():
     assert all(s <= lo and hi <= s + 512 for s, (lo, hi) in zip(starts, cores))
 
 
+def test_fitted_tiles_are_no_more_no_larger_and_overlap_as_asked():
+    from nucseg.config import SIZE_MULTIPLE
+    from nucseg.inference.tiles import fitted_tile
+
+    assert fitted_tile(4096, 4096, 1024, 128) == 928  # five tiles of 928 where five of 1024 were laid
+    assert fitted_tile(20000, 20000, 1024, 128) == 992
+    assert fitted_tile(300, 200, 1024, 128) == 320  # a small region: one tile of its own size
+    for width, height, tile, overlap in [(4096, 4096, 1024, 128), (20000, 7000, 1024, 128), (1224, 1224, 512, 128),
+                                         (1500, 900, 1024, 64), (2049, 10, 1024, 128), (5000, 5000, 2048, 256),
+                                         (1025, 1025, 1024, 128), (896, 2000, 512, 64)]:
+        side = fitted_tile(width, height, tile, overlap)
+        assert side <= tile and side % SIZE_MULTIPLE == 0 and side > overlap
+        for length in (width, height):
+            fitted, asked = tile_starts(length, side, overlap), tile_starts(length, tile, overlap)
+            assert len(fitted) <= len(asked), (length, side)
+            ends = [start + side for start in fitted]
+            assert fitted[0] == 0 and ends[-1] >= length  # covered
+            assert all(end - start >= overlap for start, end in zip(fitted[1:], ends)) or len(fitted) == 1
+
+
 def test_the_level_read_is_the_coarsest_not_coarser_than_the_model():
     assert choose_level([1, 2, 4], base_mpp=0.25, target_mpp=0.25) == 0
     assert choose_level([1, 2, 4], base_mpp=0.25, target_mpp=0.5) == 1  # a 20x model on a 40x slide

@@ -58,6 +58,30 @@ def test_an_old_keras_file_loads_with_the_fixed_layer(small_unet_fold):
     assert model.get_layer("normalise").min_std == MIN_STD_GREY_LEVELS
 
 
+def test_a_blank_tile_is_told_by_its_histogram_as_by_the_standard_deviation(glioma_tiles):
+    """is_blank counts a uint8 tile's grey levels instead of taking the std of a float copy: the
+    same answer, near the threshold too (flat colours with noise of every size, a speck on glass)."""
+    from nucseg.config import MIN_STD_GREY_LEVELS
+    from nucseg.inference.large import is_blank
+
+    def by_std(image):
+        return bool(np.asarray(image, np.float64).reshape(-1, 3).std(axis=0).max() < MIN_STD_GREY_LEVELS)
+
+    rng = np.random.default_rng(0)
+    answers = []
+    for noise in np.linspace(0.5, 8.0, 40):
+        flat = rng.normal(rng.uniform(20, 235, 3), noise, (96, 80, 3))
+        image = np.clip(np.round(flat), 0, 255).astype(np.uint8)
+        answers.append(is_blank(image))
+        assert is_blank(image) == by_std(image), noise
+        assert is_blank(image.astype(np.float32)) == by_std(image), noise  # other dtypes: the std itself
+    assert any(answers) and not all(answers)  # both sides of the threshold were tried
+    glass = np.full((512, 512, 3), 250, np.uint8)
+    glass[100:110, 200:212] = (90, 40, 140)  # one nucleus-sized speck: still blank by the rule
+    assert is_blank(glass) == by_std(glass)
+    assert not is_blank(glioma_tiles[0].image)
+
+
 def white_canvas_with_tissue(tissue, side=1500):
     canvas = np.full((side, side, 3), 255, np.uint8)
     canvas[: tissue.shape[0], : tissue.shape[1]] = tissue

@@ -14,26 +14,18 @@ from nucseg.errors import InputError
 def model_and_config(
     model_path: str, overrides: dict | None = None, precision: str = "float32", engine: str = "tensorflow"
 ):
-    """(predictor, Config of its post-processing): the model's saved config.json and
-    postprocess.json where they are beside it, else the defaults for its output kind; then
-    `overrides` (None values ignored)."""
-    from nucseg.inference.saved import model_config
-    from nucseg.inference.predict import load_predictor, output_kind_of
+    """(predictor, Config of its post-processing): nucseg.inference.saved.usable_model, with what
+    it runs in and a missing config.json said on stderr."""
+    from nucseg.inference.saved import usable_model
 
-    from nucseg.inference.engines import choose_engine, choose_precision, describe
-
-    engine = choose_engine(engine)
-    precision = choose_precision(precision, engine)
-    predictor = load_predictor(model_path, precision, engine)
-    print(f"{model_path}: {describe(engine, precision)}", file=sys.stderr)
-    saved, config = model_config(model_path, output_kind_of(predictor))
-    if saved is None:
+    model = usable_model(model_path, overrides, precision, engine)
+    print(f"{model_path}: {model.runs_as}", file=sys.stderr)
+    if not model.has_saved_config:
         print(
-            f"note: no config.json beside {model_path}; default post-processing of a {config.output_kind} map",
+            f"note: no config.json beside {model_path}; default post-processing of a {model.config.output_kind} map",
             file=sys.stderr,
         )
-    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
-    return predictor, config.replace(**changes) if changes else config
+    return model.predictor, model.config
 
 
 def stain_normaliser(reference: str | None):

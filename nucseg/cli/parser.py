@@ -212,7 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     slide.add_argument(
         "--region", type=int, nargs=4, metavar=("X", "Y", "W", "H"), help="level-0 pixels: only this part"
     )
-    slide.add_argument("--tile", type=int, default=1024, help="tile side at the model's resolution (multiple of 32)")
+    slide.add_argument(
+        "--tile",
+        type=int,
+        default=1024,
+        help="largest tile side at the model's resolution (multiple of 32); the tiles are fitted to the region",
+    )
     slide.add_argument("--overlap", type=int, default=128, help="at least the widest nucleus, in pixels (default 128)")
     slide.add_argument("--batch-size", type=int, default=2, help="tiles per prediction (raise it on a GPU)")
     add_nuclei_workers(slide)

@@ -53,9 +53,9 @@ class SlideRegion:
         read_side = max(1, round(side * plan.to_level0 / downsample))
         patch = self.slide.read_region((int(round(x0)), int(round(y0))), plan.level, (read_side, read_side))
         rgba = np.asarray(patch.resize((side, side), Image.BILINEAR) if read_side != side else patch)
-        rgb = np.where(rgba[..., 3:] > 0, rgba[..., :3], 255).astype(
-            np.uint8
-        )  # outside the slide: transparent -> white
+        if x + side <= self.width and y + side <= self.height and rgba[..., 3].min() > 0:
+            return rgba[..., :3]  # inside the region and the slide (most tiles): nothing to whiten
+        rgb = np.where(rgba[..., 3:] > 0, rgba[..., :3], np.uint8(255))  # outside the slide: transparent -> white
         rgb[max(self.height - y, 0) :, :] = 255
         rgb[:, max(self.width - x, 0) :] = 255
         return rgb

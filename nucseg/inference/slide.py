@@ -2,9 +2,10 @@
 
 The slide is read at the pyramid level closest to the model's training resolution
 (`Config.mpp`) without being coarser, and resized to it where the level differs. Tissue is
-found on a low-resolution level; tiles without tissue are skipped. Tiles of `tile` pixels
-overlapping by `overlap` are read (`regions.SlideRegion`) and predicted in batches by the
-large-image engine (`large.py`, which `predict` uses too), and each one's nuclei are found alone.
+found on a low-resolution level; tiles without tissue are skipped. Tiles of at most `tile`
+pixels (fitted to the region: `tiles.fitted_tile`) overlapping by `overlap` are read
+(`regions.SlideRegion`) and predicted in batches by the large-image engine (`large.py`, which
+`predict` uses too), and each one's nuclei are found alone.
 
 Which tile keeps a nucleus: see `nucseg.inference.tiles` (the tile whose core holds its centroid,
 unless it touches a tile edge there: then it is counted as `cut` in `slide.json`). The nuclei of
@@ -46,6 +47,7 @@ from nucseg.inference.tiles import (
     SlidePlan,
     batch_nuclei,
     start_nuclei_worker,
+    fitted_tile,
     tile_cores,
     tile_starts,
     timed,
@@ -72,6 +74,7 @@ def plan_slide(
     to_level0 = config.mpp / base_mpp
     width, height = max(1, round(w / to_level0)), max(1, round(h / to_level0))
     tissue, per_mask_pixel = tissue_mask(slide, region)
+    tile = fitted_tile(width, height, tile, overlap)
     tiles = []
     for ty in tile_starts(height, tile, overlap):
         for tx in tile_starts(width, tile, overlap):
@@ -145,8 +148,8 @@ def run_slide(
             batch_nuclei,
             plan,
             config,
-            tile_cores(plan.width, tile, overlap),
-            tile_cores(plan.height, tile, overlap),
+            tile_cores(plan.width, plan.tile, plan.overlap),
+            tile_cores(plan.height, plan.tile, plan.overlap),
             map_name,
         ),
     )
@@ -164,7 +167,7 @@ def run_slide(
     with nuclei_pool(workers) as pool:
         source, in_flight = SlideRegion(slide, plan), max(workers, 1) + 1
         pipeline = _nuclei_by_part(
-            source, parts, todo, tile, predictor, batch_size, find_nuclei, pool, in_flight, timings
+            source, parts, todo, plan.tile, predictor, batch_size, find_nuclei, pool, in_flight, timings
         )
         for number, found in pipeline:
             write_json_atomic(part_path(number), _part_record(found), readable=False)
