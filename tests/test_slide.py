@@ -100,6 +100,7 @@ def test_slide_finds_the_nuclei_of_the_whole_mosaic_once_and_whole(mosaic, tmp_p
     assert table["centroid_y"].max() < 1024  # the white glass below has none
     grid = len(tile_starts(mosaic.shape[0], 512, 128)) * len(tile_starts(mosaic.shape[1], 512, 128))
     assert summary["tiles"] == grid - 2 * 4  # and the two rows of tiles on glass alone were skipped
+    assert summary["tile_side"] <= 512 and summary["tile_side"] % 32 == 0  # fitted, never above --tile
     collection = json.loads((tmp_path / "out" / "nuclei.geojson").read_text())
     assert len(collection["features"]) == len(table)
     assert [f["properties"]["measurements"]["id"] for f in collection["features"]] == list(table["id"])

@@ -103,6 +103,7 @@ def bench_slide(
         "megapixels_per_second": side * side / 1e6 / seconds,
         "nuclei": summary["nuclei"],
         "tiles": summary["tiles"],
+        "tile_side": summary["tile_side"],
         "peak_memory_mb": peak_mb,
         "nuclei_workers": nuclei_workers,
         "stages": timings,
@@ -123,7 +124,8 @@ def net_speed(predictor, tiles, tile: int, batch_size: int, repeats: int = 2) ->
 
 def format_slide_benchmark(result: dict) -> str:
     return (
-        f"slide {result['side']} x {result['side']} ({result['megapixels']:.0f} megapixels, {result['tiles']} tiles): "
+        f"slide {result['side']} x {result['side']} ({result['megapixels']:.0f} megapixels, "
+        f"{result['tiles']} tiles of {result['tile_side']}): "
         f"{result['seconds']:.0f} s end to end, {result['megapixels_per_second']:.2f} megapixels/s, "
         f"{result['nuclei']} nuclei; peak memory of the main process {result['peak_memory_mb']:.0f} MB (the nuclei "
         "workers, which hold no model, not counted); "

@@ -46,8 +46,8 @@ from nucseg.inference.tiles import (
     NAME_PLACEHOLDER,
     SlidePlan,
     batch_nuclei,
-    start_nuclei_worker,
     fitted_tile,
+    start_nuclei_worker,
     tile_cores,
     tile_starts,
     timed,
@@ -275,8 +275,9 @@ def _claim(out_dir: Path, plan: SlidePlan, config) -> None:
         previous = json.loads(path.read_text())
         if {k: previous.get(k) for k in identity} != identity:
             raise SlideError(
-                f"{out_dir} holds the nuclei of another slide, region, tiling or model "
-                f"({previous.get('slide')}); use another --out folder, or delete this one to start again"
+                f"{out_dir} holds the nuclei of another slide, region, tiling or model, or of a nucseg that "
+                f"laid its tiles otherwise ({previous.get('slide')}); use another --out folder, or delete this "
+                "one to start again"
             )
         return
     write_json_atomic(path, {**identity, "region": plan.region, "level": plan.level, "tiles": len(plan.tiles)})
@@ -327,6 +328,7 @@ def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson:
         "level": plan.level,
         "mpp": plan.mpp,
         "tiles": len(plan.tiles),
+        "tile_side": plan.tile,  # at the model's resolution: --tile, fitted to the region
         "nuclei": count,
         "cut": cut,
         "megapixels": round(w * h / 1e6, 2),
