@@ -186,7 +186,8 @@ def test_the_slide_benchmark_builds_a_pyramid_and_prints_its_numbers(glioma_tile
     slide = openslide.OpenSlide(str(tmp_path / "mosaic_1024.tif"))
     assert slide.dimensions == (1024, 1024) and slide.level_count == 3
     assert float(slide.properties["openslide.mpp-x"]) == pytest.approx(MPP)
-    assert result["tiles"] == 9 and result["nuclei"] > 100  # 3 x 3 tiles of 512 overlapping by 64 or more
+    assert result["tiles"] == 9 and result["nuclei"] > 100  # 3 x 3 tiles overlapping by 64 or more
+    assert result["tile_side"] == 384 and "9 tiles of 384" in format_slide_benchmark(result)  # fitted: 512 is the most
     assert result["megapixels_per_second"] > 0 and result["net_megapixels_per_second"] > 0
     assert result["peak_memory_mb"] > 0
     assert "megapixels/s" in format_slide_benchmark(result)

@@ -107,7 +107,7 @@ def bench_slide(
         "peak_memory_mb": peak_mb,
         "nuclei_workers": nuclei_workers,
         "stages": timings,
-        "net_megapixels_per_second": net_speed(predictor, tiles, tile, batch_size),
+        "net_megapixels_per_second": net_speed(predictor, tiles, summary["tile_side"], batch_size),
     }
 
 
