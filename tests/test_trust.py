@@ -60,7 +60,7 @@ def test_an_old_keras_file_loads_with_the_fixed_layer(small_unet_fold):
 
 def test_a_blank_tile_is_told_by_its_histogram_as_by_the_standard_deviation(glioma_tiles):
     """is_blank counts a uint8 tile's grey levels instead of taking the std of a float copy: the
-    same answer, near the threshold too (flat colours with noise of every size, a speck on glass)."""
+    same answer, near the threshold too (flat colours with noise of every size, glass with and without a speck)."""
     from nucseg.config import MIN_STD_GREY_LEVELS
     from nucseg.inference.large import is_blank
 
@@ -77,8 +77,9 @@ def test_a_blank_tile_is_told_by_its_histogram_as_by_the_standard_deviation(glio
         assert is_blank(image.astype(np.float32)) == by_std(image), noise  # other dtypes: the std itself
     assert any(answers) and not all(answers)  # both sides of the threshold were tried
     glass = np.full((512, 512, 3), 250, np.uint8)
-    glass[100:110, 200:212] = (90, 40, 140)  # one nucleus-sized speck: still blank by the rule
-    assert is_blank(glass) == by_std(glass)
+    glass[100:110, 200:212] = (90, 40, 140)  # one nucleus-sized speck: green's deviation 4.5, the net is asked
+    assert is_blank(glass) == by_std(glass) is False
+    assert is_blank(np.full((512, 512, 3), 250, np.uint8))
     assert not is_blank(glioma_tiles[0].image)
 
 
