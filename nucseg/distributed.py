@@ -163,8 +163,7 @@ def _study_progress(total: int, verbose: int):
 
 def _slide_task(model_path, overrides, slide_path, out_dir, options, cpus):
     from nucseg.inference.engines import choose_engine
-    from nucseg.inference.predict import with_tta
-    from nucseg.inference.saved import usable_model
+    from nucseg.inference.predict import usable_model, with_tta
     from nucseg.inference.slide import run_slide
 
     engine = choose_engine(options.pop("engine", "tensorflow"))  # chosen on the worker: its own CPU and GPU

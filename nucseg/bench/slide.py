@@ -13,13 +13,21 @@ import numpy as np
 TIFF_TILE = 256
 
 
+MOSAIC_CROP = 512
+
+
+def mosaic_tile(row: int, column: int, count: int) -> int:
+    """Which of `count` tiles gives the mosaic's crop at (row, column), in crops of MOSAIC_CROP."""
+    return (row * 7 + column) % count
+
+
 def mosaic_block(tiles, y: int, x: int, height: int, width: int) -> np.ndarray:
     """Pixels [y, y + height) x [x, x + width) of an endless mosaic of the tiles' 512 x 512 crops."""
-    side = 512
+    side = MOSAIC_CROP
     block = np.empty((height, width, 3), np.uint8)
     for by in range(y - y % side, y + height, side):
         for bx in range(x - x % side, x + width, side):
-            source = tiles[((by // side) * 7 + (bx // side)) % len(tiles)].image[:side, :side]
+            source = tiles[mosaic_tile(by // side, bx // side, len(tiles))].image[:side, :side]
             top, left = max(by, y), max(bx, x)
             bottom, right = min(by + side, y + height), min(bx + side, x + width)
             block[top - y : bottom - y, left - x : right - x] = source[top - by : bottom - by, left - bx : right - bx]

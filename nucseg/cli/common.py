@@ -14,9 +14,9 @@ from nucseg.errors import InputError
 def model_and_config(
     model_path: str, overrides: dict | None = None, precision: str = "float32", engine: str = "tensorflow"
 ):
-    """(predictor, Config of its post-processing): nucseg.inference.saved.usable_model, with what
+    """(predictor, Config of its post-processing): nucseg.inference.predict.usable_model, with what
     it runs in and a missing config.json said on stderr."""
-    from nucseg.inference.saved import usable_model
+    from nucseg.inference.predict import usable_model
 
     model = usable_model(model_path, overrides, precision, engine)
     print(f"{model_path}: {model.runs_as}", file=sys.stderr)

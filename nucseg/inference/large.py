@@ -43,9 +43,9 @@ def is_blank(image: np.ndarray) -> bool:
         return bool(pixels.std(axis=0).max() < MIN_STD_GREY_LEVELS)
     codes = image.reshape(-1, channels).astype(np.uint16) + np.arange(0, 256 * channels, 256, dtype=np.uint16)
     counts = np.bincount(codes.ravel(), minlength=256 * channels).reshape(channels, 256).astype(np.float64)
-    levels = np.arange(256.0)
-    mean = counts @ levels / counts.sum(axis=1)
-    variance = counts @ (levels * levels) / counts.sum(axis=1) - mean * mean
+    levels, pixels = np.arange(256.0), counts.sum(axis=1)
+    mean = counts @ levels / pixels
+    variance = counts @ (levels * levels) / pixels - mean * mean
     return bool(np.sqrt(np.maximum(variance, 0.0)).max() < MIN_STD_GREY_LEVELS)
 
 

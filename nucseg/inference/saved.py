@@ -5,30 +5,6 @@ was trained on (scores.json); read back by predict, evaluate and slide."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
-
-
-class UsableModel(NamedTuple):
-    predictor: object  # (N, H, W, 3) float32 0..255 -> (N, H, W, C), see nucseg.inference.engines
-    config: object  # the nucseg.config.Config its maps are post-processed with
-    runs_as: str  # the engine and precision it runs in, on which CPU (engines.describe)
-    has_saved_config: bool  # False: no config.json beside it, the defaults of its output kind
-
-
-def usable_model(model_path: str | Path, overrides: dict | None = None, precision="float32", engine="tensorflow"):
-    """A model ready to apply, as predict, evaluate, slide and a Ray slide task load it: its
-    predictor on the engine and precision chosen for this machine (engines.choose_engine,
-    choose_precision), and its Config (model_config), then `overrides` (None values ignored)."""
-    from nucseg.inference.engines import choose_engine, choose_precision, describe
-    from nucseg.inference.predict import load_predictor, output_kind_of
-
-    engine = choose_engine(engine)
-    precision = choose_precision(precision, engine)
-    predictor = load_predictor(model_path, precision, engine)
-    saved, config = model_config(model_path, output_kind_of(predictor))
-    changes = {key: value for key, value in (overrides or {}).items() if value is not None}
-    config = config.replace(**changes) if changes else config
-    return UsableModel(predictor, config, describe(engine, precision), saved is not None)
 
 
 def model_config(model_path: str | Path, output_kind: str):

@@ -21,26 +21,25 @@ import numpy as np
 import tifffile
 
 from nucseg import pretrained
-from nucseg.bench.slide import write_mosaic_slide
+from nucseg.bench.slide import MOSAIC_CROP, mosaic_tile, write_mosaic_slide
 from nucseg.data.dataset import load_dataset
 from nucseg.hardware import cpu_summary
-from nucseg.inference.saved import usable_model
+from nucseg.inference.predict import usable_model
 from nucseg.inference.slide import run_slide
 from nucseg.inference.tiles import fitted_tile
 from nucseg.metrics import ObjectCounts, PixelCounts, all_scores, object_counts, pixel_counts
 
-SIDE, TILE, OVERLAP, CROP = 4096, 1024, 128, 512
+SIDE, TILE, OVERLAP, CROP = 4096, 1024, 128, MOSAIC_CROP
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 def label_mosaic(tiles) -> np.ndarray:
-    """The labels of the mosaic `write_mosaic_slide` makes (`bench.slide.mosaic_block`: crop k at
-    block (row, column) is tile ((row * 7 + column) % len(tiles))), each block's nuclei numbered
-    apart from the others'."""
+    """The labels of the mosaic `write_mosaic_slide` makes (its crops placed by
+    `bench.slide.mosaic_tile`), each block's nuclei numbered apart from the others'."""
     mosaic, offset = np.zeros((SIDE, SIDE), np.int64), 0
     for by in range(0, SIDE, CROP):
         for bx in range(0, SIDE, CROP):
-            crop = tiles[((by // CROP) * 7 + (bx // CROP)) % len(tiles)].label[:CROP, :CROP].astype(np.int64)
+            crop = tiles[mosaic_tile(by // CROP, bx // CROP, len(tiles))].label[:CROP, :CROP].astype(np.int64)
             mosaic[by : by + CROP, bx : bx + CROP] = np.where(crop > 0, crop + offset, 0)
             offset += int(crop.max()) + 1
     return mosaic
