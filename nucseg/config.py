@@ -40,6 +40,8 @@ HASHED_ONLY_WHEN_SET = {
     "separable": False,
     "grid_skip": False,
     "separable_from": 1,
+    "teacher": None,
+    "distill_weight": 0.5,
 }
 DEFAULT_DATA = "data/tnbc"
 
@@ -93,6 +95,12 @@ class Config:
     grid_skip: bool = False  # with grid=2: full-resolution features join the upsampled ones before the head
     encoder_weights: str | None = None  # None, "imagenet" or a .weights.h5 / .h5 path
     init: str | None = None  # start from this model's weights (a .keras file of the same net): fine-tuning
+    # DIST: knowledge distillation. The net learns a blend of the true distance and this trained
+    # DIST's distance on the same augmented crop ((1 - distill_weight) * true + distill_weight *
+    # teacher: the gradient of the two squared errors summed). A study fills in "{fold}" with the
+    # fold's name (the patient or data set held out), so that each fold's teacher never saw it.
+    teacher: str | None = None
+    distill_weight: float = 0.5
 
     # optimisation
     steps: int = 20000
@@ -201,6 +209,10 @@ class Config:
         """What the net outputs: "distance" (DIST) or "probability" (the four binary nets)."""
         return "distance" if self.arch in DISTANCE_ARCHS else "probability"
 
+    def for_fold(self, name: str) -> Config:
+        """The configuration of one fold of a study: "{fold}" in `teacher` becomes the fold's name."""
+        return self.replace(teacher=self.teacher.replace("{fold}", name)) if self.teacher else self
+
     def validated(self) -> Config:
         problems = self._type_problems()
         if problems:  # the range checks below need the right types
@@ -225,6 +237,8 @@ class Config:
             )
         if self.grid_skip and self.grid != 2:
             problems.append("grid_skip=true needs grid=2 (it joins full-resolution features to the upsampled ones)")
+        if not 0 < self.distill_weight <= 1:
+            problems.append(f"distill_weight={self.distill_weight} must be in (0, 1]: the teacher's share")
         if self.input_norm not in INPUT_NORMS:
             problems.append(f"input_norm={self.input_norm!r} must be one of {INPUT_NORMS}")
         if self.zoom_max < 1:

@@ -18,6 +18,7 @@ def cmd_train(args) -> int:
     tiles = load_dataset(config.data, mpp=config.mpp)
     if args.val_patient:
         fold_for(patients_of(tiles), args.val_patient)  # an unknown patient is named before anything is written
+        config = config.for_fold(args.val_patient)
     result = train_fold(config, tiles, args.val_patient, args.out, verbose=args.verbose)
     held_out = f"held-out patient {result.val_patient}" if args.val_patient else "trained on every patient"
     print(f"{config.arch}, {held_out}: {result.steps} steps, {result.seconds} s")

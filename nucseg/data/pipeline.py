@@ -201,6 +201,18 @@ def evaluation_dataset(tiles: list[Tile], config, kind=ClassTargets) -> tf.data.
     return stream.apply(tf.data.experimental.assert_cardinality(len(tiles))).batch(1)
 
 
+def with_teacher(batches: tf.data.Dataset, teacher, share: float) -> tf.data.Dataset:
+    """Knowledge distillation: each batch's target becomes (1 - share) * target + share *
+    teacher(image), the teacher's distance on the same augmented crop (its gradient is that of
+    the two squared errors, weighted, summed). `teacher`: a Keras model from image to (..., 1)."""
+
+    def blend(image, target, weight):
+        taught = tf.cast(teacher(image, training=False)[..., 0], tf.float32)
+        return image, (1.0 - share) * target + share * taught, weight
+
+    return batches.map(blend).prefetch(1)
+
+
 def for_keras(image, target, weight):
     """Keras's fit takes (x, y): y packs the target and the weight as two channels."""
     return image, tf.stack([tf.cast(target, tf.float32), weight], axis=-1)

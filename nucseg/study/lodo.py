@@ -108,7 +108,7 @@ def run_lodo(config: Config, archs, out_dir: str | Path, verbose: int = 1, runne
                 f"{arch} / without {left_out}: training on {', '.join(n for n in names if n != left_out)}, "
                 f"scoring {left_out}"
             )
-            jobs.append(FoldJob(config.replace(arch=arch), left_out, out_dir / arch / left_out))
+            jobs.append(FoldJob(config.replace(arch=arch).for_fold(left_out), left_out, out_dir / arch / left_out))
     for job, result in (runner or SequentialLodoRunner()).run(jobs, tiles, out_dir, verbose):
         held_out = [t for t in tiles if t.dataset == job.val_patient]
         patients = score_left_out(result.out_dir, job.config, held_out, job.config.arch)

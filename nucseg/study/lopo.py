@@ -128,7 +128,8 @@ def run_lopo(
         if ((done["arch"] == arch) & (done["val_patient"] == fold.val_patient)).any():
             logger.info(f"{arch} / {fold.val_patient}: done earlier, skipped")
             continue
-        jobs.append(FoldJob(config.replace(arch=arch), fold.val_patient, out_dir / arch / fold.val_patient))
+        fold_config = config.replace(arch=arch).for_fold(fold.val_patient)
+        jobs.append(FoldJob(fold_config, fold.val_patient, out_dir / arch / fold.val_patient))
     runner = runner or SequentialRunner()
     for job, result in runner.run(jobs, tiles, out_dir, verbose):
         append_fold_row(folds_csv, fold_row(job.config, job.val_patient, result), order=order)

@@ -20,7 +20,7 @@ import keras
 
 from nucseg.config import Config
 from nucseg.data.dataset import Tile
-from nucseg.data.pipeline import for_keras, prepare_tiles, training_dataset
+from nucseg.data.pipeline import for_keras, prepare_tiles, training_dataset, with_teacher
 from nucseg.errors import TrainingDiverged
 from nucseg.io import save_with, write_json_atomic
 from nucseg.models import build_model, custom_objects
@@ -117,9 +117,39 @@ def initialise_from(model: keras.Model, path: str) -> None:
 
 
 def training_stream(config: Config, train_tiles: list[Tile], start_batch: int = 0):
-    """The fold's (image, target + weight) batches, from `start_batch` on: from train_tiles only."""
+    """The fold's (image, target + weight) batches, from `start_batch` on: from train_tiles only;
+    with config.teacher, the targets blended with the teacher's (nucseg.data.pipeline.with_teacher)."""
     stack = prepare_tiles(train_tiles, config, kind_of(config))
-    return training_dataset(stack, config, start_batch=start_batch).map(for_keras)
+    batches = training_dataset(stack, config, start_batch=start_batch)
+    if config.teacher:
+        batches = with_teacher(batches, load_teacher(config), config.distill_weight)
+    return batches.map(for_keras)
+
+
+def load_teacher(config: Config) -> keras.Model:
+    """The trained DIST of config.teacher, checked: one distance channel, a file that is there."""
+    from nucseg import pretrained
+    from nucseg.config import ConfigError
+    from nucseg.models.loading import ModelLoadError, load_keras_model
+
+    if "{fold}" in config.teacher:
+        raise ConfigError(
+            f"teacher={config.teacher!r} names {{fold}}, which only a study fills in (nucseg lopo, nucseg lodo, "
+            "or nucseg train --val-patient); give the teacher's model.keras itself here"
+        )
+    if config.output_kind != "distance":
+        raise ConfigError(f"teacher= is for DIST (the distance map is what is distilled); arch={config.arch}")
+    path = Path(pretrained.resolve(config.teacher))
+    try:
+        teacher = load_keras_model(path / "model.keras" if path.is_dir() else path)
+    except ModelLoadError as err:
+        raise ConfigError(f"teacher={config.teacher}: {err}") from err
+    if teacher.output_shape[-1] != 1:
+        raise ConfigError(
+            f"teacher={config.teacher}: that model outputs {teacher.output_shape[-1]} channels, not a distance map; "
+            "give a trained DIST (arch dist)"
+        )
+    return teacher
 
 
 def fit(config: Config, train_tiles: list[Tile], out_dir: Path, verbose: int = 1) -> keras.Model:
