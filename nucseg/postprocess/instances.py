@@ -161,6 +161,7 @@ def instances_from_distance(
     if maxima is None:
         maxima = _maxima_per_piece(np.maximum(distance, 0), h, filled)
     markers, _ = ndimage.label(maxima & (components > 0))
-    ids, first = np.unique(markers.ravel(), return_index=True)  # one pixel of each maximum
-    peaks = np.stack(np.unravel_index(first[ids > 0], components.shape), axis=1)
+    marked = np.flatnonzero(markers)  # the maxima's pixels: np.unique then sorts these, not the tile
+    _, first = np.unique(markers.ravel()[marked], return_index=True)  # the first pixel of each maximum
+    peaks = np.stack(np.unravel_index(marked[first], components.shape), axis=1)
     return _split(distance, components, count, peaks, min_size)
