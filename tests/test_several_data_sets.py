@@ -147,7 +147,8 @@ def test_tiff_resolution_tags_give_the_mpp(tmp_path):
 # ---------------------------------------------------------------- the pretrained model
 
 
-def test_the_pretrained_model_loads_offline_and_is_small(monkeypatch):
+@pytest.mark.parametrize("name", ["he-nuclei", "he-nuclei-fast"])
+def test_the_pretrained_models_load_offline_and_are_small(monkeypatch, name):
     import socket
 
     from nucseg import pretrained
@@ -157,12 +158,15 @@ def test_the_pretrained_model_loads_offline_and_is_small(monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    assert "he-nuclei" in pretrained.available()
-    model = pretrained.load("he-nuclei")
+    assert name in pretrained.available()
+    model = pretrained.load(name)
     assert model.output_shape[-1] == 1  # DIST: one distance channel
-    assert (pretrained.path() / "model.keras").stat().st_size < 10e6
-    config = Config.read_json(pretrained.path() / "config.json")
+    assert (pretrained.path(name) / "model.keras").stat().st_size < 10e6
+    config = Config.read_json(pretrained.path(name) / "config.json")
     assert config.mpp == 0.25 and sorted(config.data_paths) == ["consep", "monuseg_train", "tcga_glioma", "tnbc"]
+    if config.teacher:  # a distilled model's teacher ships too, so that its recipe runs offline
+        assert config.teacher.startswith(pretrained.PREFIX)
+        assert config.teacher[len(pretrained.PREFIX) :] in pretrained.available()
 
 
 def test_an_altered_pretrained_model_is_refused(tmp_path, monkeypatch):
