@@ -18,7 +18,7 @@ from pathlib import Path
 
 import keras
 
-from nucseg.config import Config
+from nucseg.config import Config, ConfigError
 from nucseg.data.dataset import Tile
 from nucseg.data.pipeline import for_keras, prepare_tiles, training_dataset, with_teacher
 from nucseg.errors import TrainingDiverged
@@ -129,7 +129,6 @@ def training_stream(config: Config, train_tiles: list[Tile], start_batch: int = 
 def load_teacher(config: Config) -> keras.Model:
     """The trained DIST of config.teacher, checked: one distance channel, a file that is there."""
     from nucseg import pretrained
-    from nucseg.config import ConfigError
     from nucseg.models.loading import ModelLoadError, load_keras_model
 
     if "{fold}" in config.teacher:
