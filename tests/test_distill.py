@@ -45,7 +45,7 @@ def test_a_teacher_that_cannot_teach_is_named(small_dist_fold, small_unet_fold, 
         load_teacher(_student_config(glioma_path, teacher, arch=arch))
 
 
-def test_each_fold_of_a_study_is_taught_by_its_own_teacher(glioma_tiles, glioma_path, tmp_path):
+def test_each_fold_of_a_study_is_taught_by_its_own_teacher(small_dist_fold, glioma_tiles, glioma_path, tmp_path):
     class Recorded(Exception):
         pass
 
@@ -54,11 +54,17 @@ def test_each_fold_of_a_study_is_taught_by_its_own_teacher(glioma_tiles, glioma_
             self.teachers = {job.val_patient: job.config.teacher for job in jobs}
             raise Recorded
 
+    patients = sorted({t.patient for t in glioma_tiles})
+    config = _student_config(glioma_path, str(tmp_path / "teachers" / "{fold}" / "model.keras"))
+    with pytest.raises(ConfigError, match=f"teachers/{patients[0]}/model.keras: no such file"):
+        run_lopo(config, ["dist"], tmp_path / "run", tiles=glioma_tiles, runner=Recorder())
+    assert not (tmp_path / "run").exists()  # named before the study folder is claimed: a rerun is not refused
+    for patient in patients:
+        (tmp_path / "teachers" / patient).mkdir(parents=True)
+        (tmp_path / "teachers" / patient / "model.keras").symlink_to(small_dist_fold / "model.keras")
     recorder = Recorder()
-    config = _student_config(glioma_path, "teachers/{fold}/model.keras")
     with pytest.raises(Recorded):
         run_lopo(config, ["dist"], tmp_path / "run", tiles=glioma_tiles, runner=recorder)
-    patients = sorted({t.patient for t in glioma_tiles})
-    assert recorder.teachers == {p: f"teachers/{p}/model.keras" for p in patients}
+    assert recorder.teachers == {p: str(tmp_path / "teachers" / p / "model.keras") for p in patients}
     assert Config().config_hash() == Config(distill_weight=0.5).config_hash()  # earlier runs keep their hashes
     assert config.config_hash() != config.replace(teacher=None).config_hash()

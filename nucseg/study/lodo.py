@@ -27,6 +27,7 @@ from nucseg.io import write_text_atomic
 from nucseg.study.evaluate import evaluate_methods
 from nucseg.study.results import SUMMARY_SCORES
 from nucseg.training.runs import claim_folder
+from nucseg.training.train import check_teacher
 from nucseg.study.fold import train_fold
 from nucseg.study.lopo import FoldJob
 from nucseg.postprocess.tuning import with_saved_postprocess
@@ -95,6 +96,9 @@ def run_lodo(config: Config, archs, out_dir: str | Path, verbose: int = 1, runne
     if len(names) < 2:
         raise ConfigError(f"leave one data set out needs at least 2 data sets (--data A B ...); got {len(names)}")
     tiles = load_dataset(config.data, mpp=config.mpp)
+    for arch in archs:  # each fold's teacher, before the study folder is claimed
+        for left_out in names:
+            check_teacher(config.replace(arch=arch).for_fold(left_out))
     claim_folder(out_dir, config, ignore=("arch", "data"))
     folds_csv = out_dir / "folds.csv"
     done = read_lodo(folds_csv)

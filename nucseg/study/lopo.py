@@ -36,6 +36,7 @@ from nucseg.study.health import describe_flags
 from nucseg.io import write_text_atomic
 from nucseg.study.results import append_fold_row, markdown_table, read_folds, write_summary
 from nucseg.training.runs import claim_folder
+from nucseg.training.train import check_teacher
 from nucseg.study.fold import train_fold
 from nucseg.postprocess.tuning import with_saved_postprocess
 
@@ -116,11 +117,13 @@ def run_lopo(
     splits = lopo_folds(patients_of(tiles))
     if val_patients is not None:
         check_patients(patients_of(tiles), val_patients)  # before the run folder is claimed
-    claim_folder(out_dir, config, ignore=("arch", "data"))  # a study folder holds every arch
-    folds_csv = out_dir / "folds.csv"
     study = [
         (arch, fold) for arch in archs for fold in splits if val_patients is None or fold.val_patient in val_patients
     ]
+    for arch, fold in study:  # each fold's teacher, before the study folder is claimed
+        check_teacher(config.replace(arch=arch).for_fold(fold.val_patient))
+    claim_folder(out_dir, config, ignore=("arch", "data"))  # a study folder holds every arch
+    folds_csv = out_dir / "folds.csv"
     order = [(arch, fold.val_patient) for arch, fold in study]
     done = read_folds(folds_csv)
     jobs = []

@@ -126,6 +126,13 @@ def training_stream(config: Config, train_tiles: list[Tile], start_batch: int = 
     return batches.map(for_keras)
 
 
+def check_teacher(config: Config) -> None:
+    """load_teacher's checks, made before a run folder is claimed: a folder keeps the configuration
+    it was started with, so a teacher that cannot teach is named before anything is written."""
+    if config.teacher:
+        load_teacher(config)
+
+
 def load_teacher(config: Config) -> keras.Model:
     """The trained DIST of config.teacher, checked: one distance channel, a file that is there."""
     from nucseg import pretrained
