@@ -92,15 +92,21 @@ def _resume_or_build(out_dir: Path, config: Config, total_steps: int) -> keras.M
     return compile_model(model, config, total_steps)
 
 
+def keras_file_of(model: str) -> Path:
+    """The .keras file a model argument names: `pretrained:NAME`, a .keras file, or a fold folder
+    holding one (what --init and teacher= take)."""
+    from nucseg import pretrained
+
+    path = Path(pretrained.resolve(model))
+    return path / "model.keras" if path.is_dir() else path
+
+
 def initialise_from(model: keras.Model, path: str) -> None:
     """Fine-tuning: the weights of the model at `path` (a .keras file, or a fold folder holding
     one) copied into `model`, which must be the same net (architecture and widths)."""
     from nucseg.errors import InputError
 
-    from nucseg import pretrained
-
-    source = Path(pretrained.resolve(path))
-    source = source / "model.keras" if source.is_dir() else source
+    source = keras_file_of(path)
     if source.suffix != ".keras" or not source.is_file():
         raise InputError(f"--init {path}: no model.keras there; give a trained model's .keras file (or its folder)")
     from nucseg.models.loading import load_keras_model
@@ -135,7 +141,6 @@ def check_teacher(config: Config) -> None:
 
 def load_teacher(config: Config) -> keras.Model:
     """The trained DIST of config.teacher, checked: one distance channel, a file that is there."""
-    from nucseg import pretrained
     from nucseg.models.loading import ModelLoadError, load_keras_model
 
     if "{fold}" in config.teacher:
@@ -145,9 +150,8 @@ def load_teacher(config: Config) -> keras.Model:
         )
     if config.output_kind != "distance":
         raise ConfigError(f"teacher= is for DIST (the distance map is what is distilled); arch={config.arch}")
-    path = Path(pretrained.resolve(config.teacher))
     try:
-        teacher = load_keras_model(path / "model.keras" if path.is_dir() else path)
+        teacher = load_keras_model(keras_file_of(config.teacher))
     except ModelLoadError as err:
         raise ConfigError(f"teacher={config.teacher}: {err}") from err
     if teacher.output_shape[-1] != 1:
