@@ -13,12 +13,14 @@ def cmd_train(args) -> int:
     from nucseg.data.dataset import load_dataset, patients_of
     from nucseg.study.folds import fold_for
     from nucseg.study.fold import train_fold
+    from nucseg.training.train import check_teacher
 
     config = config_from_args(args, arch=args.arch)
     tiles = load_dataset(config.data, mpp=config.mpp)
     if args.val_patient:
         fold_for(patients_of(tiles), args.val_patient)  # an unknown patient is named before anything is written
         config = config.for_fold(args.val_patient)
+    check_teacher(config)  # before the run folder is claimed (lopo and lodo check each fold's)
     result = train_fold(config, tiles, args.val_patient, args.out, verbose=args.verbose)
     held_out = f"held-out patient {result.val_patient}" if args.val_patient else "trained on every patient"
     print(f"{config.arch}, {held_out}: {result.steps} steps, {result.seconds} s")

@@ -22,7 +22,7 @@ from nucseg.study.folds import fold_for
 from nucseg.study.health import fold_flags
 from nucseg.training.export import export_model
 from nucseg.training.runs import claim_folder
-from nucseg.training.train import CHECKPOINT, check_teacher, fit, read_epoch_losses
+from nucseg.training.train import CHECKPOINT, fit, read_epoch_losses
 
 SCORES = "scores.json"
 
@@ -52,8 +52,6 @@ def train_fold(
     None: train on every patient (a model to use elsewhere), export, score nothing."""
     out_dir = Path(out_dir)
     train_patients = fold_for(patients_of(tiles), val_patient).train_patients if val_patient else patients_of(tiles)
-    if not (out_dir / SCORES).is_file():
-        check_teacher(config)
     claim_folder(out_dir, config)
     if (out_dir / SCORES).is_file():
         done = json.loads((out_dir / SCORES).read_text())
