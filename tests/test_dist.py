@@ -161,6 +161,68 @@ def test_maxima_bounded_per_piece_give_the_nuclei_of_the_whole_image(glioma_tile
     assert compared >= 20
 
 
+def _skimage_h_maxima_per_piece(distance, h, pieces, which):
+    """The reference: skimage's h_maxima of each piece cropped alone (its box, -1 around it)."""
+    maxima = np.zeros(distance.shape, bool)
+    boxes = ndimage.find_objects(pieces)
+    for piece in which:
+        inside = pieces[boxes[piece - 1]] == piece
+        crop = np.where(inside, distance[boxes[piece - 1]], np.float32(-1))
+        maxima[boxes[piece - 1]] |= h_maxima(crop, np.float32(h)).astype(bool) & inside
+    return maxima
+
+
+def _random_field(rng, kind: str) -> np.ndarray:
+    """A smooth random field of 0..15 pixels; rounded or clipped for plateaus, ties and flat tops."""
+    field = ndimage.gaussian_filter(rng.normal(0, 1, tuple(rng.integers(5, 120, 2))), rng.uniform(0.5, 6))
+    field = (field - field.min()) / (np.ptp(field) + 1e-9) * rng.uniform(1, 15)
+    field = {
+        "smooth": field,
+        "tenths": np.round(field, 1),
+        "integers": np.round(field),
+        "flat tops": np.minimum(field, np.quantile(field, 0.9)),
+    }[kind]
+    return field.astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["smooth", "tenths", "integers", "flat tops"])
+def test_h_maxima_from_dynamics_are_skimages_per_piece(kind):
+    """piece_h_maxima (basins, saddles, a union-find) marks the very pixels of skimage's h_maxima
+    on each piece alone: plateaus, ties, pieces filling their box, pieces whose range is below h
+    and the tolerance of skimage's float test included."""
+    from nucseg.postprocess.dynamics import piece_h_maxima
+    from nucseg.postprocess.instances import fill_holes
+
+    rng = np.random.default_rng(["smooth", "tenths", "integers", "flat tops"].index(kind))
+    several = 0
+    for _ in range(150):
+        distance = _random_field(rng, kind)
+        h = float(rng.choice([0.1, 0.5, 1.0, 2.0, 3.0, 5.0]))
+        pieces, count = ndimage.label(fill_holes(distance > rng.uniform(0, distance.max())), structure=np.ones((3, 3)))
+        which = np.arange(1, count + 1)
+        expected = _skimage_h_maxima_per_piece(distance, h, pieces, which)
+        assert np.array_equal(piece_h_maxima(distance, h, pieces, which), expected), (kind, h)
+        several += ndimage.label(expected, structure=np.ones((3, 3)))[1] > count
+    assert several >= 20  # pieces with two maxima or more, where the dynamics decide
+
+
+def test_h_maxima_from_dynamics_keep_a_maximum_within_skimages_tolerance():
+    """A pixel a few float32 steps below its maximum (within skimage's tolerance of 2e-6 x value)
+    is part of the maximum, as in skimage: seen on a real tile of the shipped model."""
+    from nucseg.postprocess.dynamics import piece_h_maxima
+
+    distance = np.full((5, 6), 1.0, np.float32)
+    distance[1:4, 1:5] = [
+        [4.7534485, 4.860299, 4.720891, 3.0],
+        [4.8136835, 4.8602905, 4.7215376, 2.0],
+        [4.767634, 4.725513, 4.487761, 3.5],
+    ]
+    pieces = np.ones(distance.shape, np.int32)
+    expected = _skimage_h_maxima_per_piece(distance, 1.0, pieces, [1])
+    assert expected[2, 2] and expected[1, 2] and expected.sum() == 2
+    assert np.array_equal(piece_h_maxima(distance, 1.0, pieces, np.array([1])), expected)
+
+
 def test_max_of_3x3_is_scipys_maximum_filter(glioma_tiles):
     from scipy import ndimage
 

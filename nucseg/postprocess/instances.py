@@ -18,6 +18,7 @@ from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from nucseg.labels import renumbered
+from nucseg.postprocess.dynamics import piece_h_maxima
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -130,7 +131,7 @@ def _maxima_per_piece(distance: np.ndarray, h: float, foreground: np.ndarray) ->
     if not count:
         return maxima
     # Local maxima (no higher neighbour), grouped into plateaus: a piece's plateaus are its maxima
-    # when it has one; only pieces with more need the h-maxima.
+    # when it has one; only pieces with more need the h-maxima (skimage's per piece, from dynamics.py).
     top = (distance == max_of_3x3(distance)) & (pieces > 0)
     plateaus, n_plateaus = ndimage.label(top, structure=eight)
     piece_of_plateau = np.zeros(n_plateaus + 1, np.int64)
@@ -139,12 +140,7 @@ def _maxima_per_piece(distance: np.ndarray, h: float, foreground: np.ndarray) ->
     single = per_piece == 1
     single[0] = False
     maxima[single[pieces] & top] = True
-    boxes = ndimage.find_objects(pieces)
-    for piece in np.flatnonzero(per_piece > 1):
-        box = boxes[piece - 1]
-        inside = pieces[box] == piece
-        crop = np.where(inside, distance[box], np.float32(-1))  # -1: below every pixel of the piece
-        maxima[box] |= h_maxima(crop, np.float32(h)).astype(bool) & inside
+    maxima |= piece_h_maxima(distance, h, pieces, np.flatnonzero(per_piece > 1))
     return maxima
 
 
