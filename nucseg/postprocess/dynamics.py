@@ -107,10 +107,16 @@ def _saddles(padded: np.ndarray, at: np.ndarray, summit_of: np.ndarray, forward_
 
 def _summit_reconstruction(seed: np.ndarray, lower: list, upper: list, saddle: np.ndarray) -> np.ndarray:
     """skimage's reconstruction by dilation at each summit: the highest min(seed of a summit, the
-    saddle where the two first join), over all summits, its own seed included."""
-    reconstruction, best_seed = seed.tolist(), seed.tolist()
-    group = list(range(len(seed)))
-    members = [[summit] for summit in range(len(seed))]
+    saddle where the two first join), over all summits, its own seed included.
+
+    The groups are joined from the highest saddle down (a union-find), and each joining is kept as
+    a node of a tree over the summits. Where two groups join at a saddle, each one's summits reach
+    min(the other's highest seed, saddle); a summit's reconstruction is the most it reaches at any
+    joining above it, gathered from the tree's top down (linear, where updating each group's
+    summits at every joining was quadratic on a whole image)."""
+    count = len(seed)
+    group, node_of_group, best_seed = list(range(count)), list(range(count)), seed.tolist()
+    parent, reached = [-1] * count, [-np.inf] * count  # per tree node (the summits first, then each joining)
 
     def root(summit: int) -> int:
         while group[summit] != summit:
@@ -122,18 +128,17 @@ def _summit_reconstruction(seed: np.ndarray, lower: list, upper: list, saddle: n
         a, b = root(lower[k]), root(upper[k])
         if a == b:
             continue
-        level = float(saddle[k])
-        for mine, theirs in ((a, b), (b, a)):
-            reached = min(best_seed[theirs], level)
-            for summit in members[mine]:
-                reconstruction[summit] = max(reconstruction[summit], reached)
-        if len(members[a]) < len(members[b]):
-            a, b = b, a
-        group[b] = a
-        members[a] += members[b]
-        members[b] = []
-        best_seed[a] = max(best_seed[a], best_seed[b])
-    return np.array(reconstruction, np.float32)
+        level, joining = float(saddle[k]), len(parent)
+        parent += [-1]
+        reached += [-np.inf]
+        parent[node_of_group[a]] = parent[node_of_group[b]] = joining
+        reached[node_of_group[a]] = min(best_seed[b], level)
+        reached[node_of_group[b]] = min(best_seed[a], level)
+        group[b], node_of_group[a], best_seed[a] = a, joining, max(best_seed[a], best_seed[b])
+    for node in range(len(parent) - 1, -1, -1):  # a joining comes after the nodes it joins
+        if parent[node] >= 0:
+            reached[node] = max(reached[node], reached[parent[node]])
+    return np.maximum(seed, np.array(reached[:count], np.float32))
 
 
 def _range_at_least(distance: np.ndarray, pieces: np.ndarray, which: np.ndarray, h: np.float32) -> np.ndarray:
