@@ -85,7 +85,7 @@ def _climb(padded: np.ndarray, at: np.ndarray, steps: np.ndarray) -> tuple[np.nd
 
 
 def _saddles(padded: np.ndarray, at: np.ndarray, summit_of: np.ndarray, forward_steps) -> tuple[list, list, np.ndarray]:
-    """(lower summit, upper summit, saddle) of each two neighbouring basins."""
+    """(one summit, the other, the saddle) of each two neighbouring basins (the lower number first)."""
     flat = padded.ravel()
     basin = np.zeros(flat.shape, np.int32)
     basin[at] = summit_of
