@@ -14,20 +14,17 @@ predicted (`nuclei_workers`; 0: one thread of this process).
 
 Resumable and bounded in memory: the tiles are processed in parts of `PART_TILES`; each part's
 nuclei are written to `parts/NNNNN.json` (atomically) and a rerun skips the parts on disk. The
-outputs are assembled from the parts in order, each as soon as it and those before it are done
-(`_Assembly`), so a resumed run writes the same files as an uninterrupted one: `nuclei.geojson`
-(or `.geojson.gz`), `nuclei.csv`, `overview.jpg`, `slide.json`, and on request `labels.tif`
-(`label_image.py`). Coordinates are level-0 pixels of the slide (QuPath's); areas in µm²,
-perimeters in µm.
+outputs are then assembled from the parts in order, so a resumed run writes the same files as an
+uninterrupted one: `nuclei.geojson` (or `.geojson.gz`), `nuclei.csv`, `overview.jpg`,
+`slide.json`, and on request `labels.tif` (`label_image.py`). Coordinates are level-0 pixels of
+the slide (QuPath's); areas in µm², perimeters in µm.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import functools
 import gzip
-import io
 import json
 import math
 import time
@@ -57,7 +54,7 @@ from nucseg.inference.tiles import (
 )
 from nucseg.inference.tissue import tissue_mask
 from nucseg.postprocess.kinds import kind_of
-from nucseg.io import write_jpeg_atomic, write_json_atomic, write_text_atomic
+from nucseg.io import save_with, write_jpeg_atomic, write_json_atomic, write_text_atomic
 
 PART_TILES = 16
 OVERVIEW_SIDE = 2048
@@ -167,29 +164,23 @@ def run_slide(
     todo = [number for number in range(len(parts)) if not _part_done(part_path(number))]
     done = len(plan.tiles) - sum(len(parts[number]) for number in todo)
     bar = TileProgress(len(plan.tiles), done) if verbose and todo else None
-    assembly = _Assembly(slide, plan, out_dir, len(parts), gzip_geojson)
-    try:
-        with nuclei_pool(workers) as pool:
-            source, in_flight = SlideRegion(slide, plan), max(workers, 1) + 1
-            pipeline = _nuclei_by_part(
-                source, parts, todo, plan.tile, predictor, batch_size, find_nuclei, pool, in_flight, timings
-            )
-            for number, found in pipeline:
-                write_json_atomic(part_path(number), _part_record(found), readable=False)
-                done += len(parts[number])
-                if bar:
-                    bar.update(done)
-                assembly.add_done(part_path)  # while the workers find the next parts' nuclei
-        assembly.add_done(part_path)
-        summary = assembly.finish()
-    finally:
-        assembly.close()
+    with nuclei_pool(workers) as pool:
+        source, in_flight = SlideRegion(slide, plan), max(workers, 1) + 1
+        pipeline = _nuclei_by_part(
+            source, parts, todo, plan.tile, predictor, batch_size, find_nuclei, pool, in_flight, timings
+        )
+        for number, found in pipeline:
+            write_json_atomic(part_path(number), _part_record(found), readable=False)
+            done += len(parts[number])
+            if bar:
+                bar.update(done)
     assembling = time.perf_counter()
+    summary = _assemble(slide, plan, out_dir, len(parts), gzip_geojson)
     if label_image:
         summary["label_image"] = write_label_tiff(
             out_dir / "labels.tif", _outlines(plan, out_dir, len(parts)), plan.width, plan.height, plan.mpp, plan.tile
         ).name
-    timings["assemble"] += assembly.seconds + time.perf_counter() - assembling
+    timings["assemble"] += time.perf_counter() - assembling
     summary["seconds"] = round(time.perf_counter() - start, 1)
     write_json_atomic(out_dir / "slide.json", summary)
     return summary
@@ -292,83 +283,61 @@ def _claim(out_dir: Path, plan: SlidePlan, config) -> None:
     write_json_atomic(path, {**identity, "region": plan.region, "level": plan.level, "tiles": len(plan.tiles)})
 
 
-class _Assembly:
-    """nuclei.geojson(.gz), nuclei.csv and overview.jpg, written from the parts in their order as
-    they are done, while the next parts' nuclei are found (at the end, it was 8.8 s of a 20,000 x
-    20,000 slide's 164 in which the main process did nothing else: docs/speed.md, twelfth round).
-    Nucleus ids follow the parts' order, so they are the same however often the run was resumed.
-    The GeoJSON grows in a hidden file of a fixed name (a killed run's is overwritten by the next
-    run, not left beside it), moved onto its name when complete; the table and the overview are
-    written atomically at the end."""
+def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson: bool) -> dict:
+    """nuclei.geojson(.gz), nuclei.csv and overview.jpg from the parts, streamed part by part;
+    nucleus ids follow the parts' order, so they are the same however often the run was resumed."""
+    import csv
+    import io
 
-    def __init__(self, slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson: bool):
-        from PIL import ImageDraw
+    from PIL import ImageDraw
 
-        self.plan, self.out_dir, self.n_parts = plan, out_dir, n_parts
-        self.name = "nuclei.geojson.gz" if gzip_geojson else "nuclei.geojson"
-        self.partial = out_dir / f".{self.name}.partial"
-        self.overview, self.per_pixel = _overview_image(slide, plan.region)
-        self.draw = ImageDraw.Draw(self.overview)
-        self.table = io.StringIO()
-        self.rows = csv.writer(self.table)
-        self.columns, self.count, self.cut, self.added, self.seconds = None, 0, 0, 0, 0.0
-        self.handle = (gzip.open if gzip_geojson else open)(self.partial, "wt")
-        self.handle.write('{"type": "FeatureCollection", "features": [\n')
+    overview, per_pixel = _overview_image(slide, plan.region)
+    draw = ImageDraw.Draw(overview)
+    name = "nuclei.geojson.gz" if gzip_geojson else "nuclei.geojson"
+    count, cut, columns = 0, 0, None
+    table = io.StringIO()
 
-    def add_done(self, part_path) -> None:
-        """Adds the parts done on disk, in order, from the first not added yet."""
-        start = time.perf_counter()
-        while self.added < self.n_parts and _part_done(part_path(self.added)):
-            self._add(self.added)
-            self.added += 1
-        self.seconds += time.perf_counter() - start
+    def write_geojson(temporary):
+        nonlocal count, cut, columns
+        opener = gzip.open if gzip_geojson else open
+        with opener(temporary, "wt") as handle:
+            handle.write('{"type": "FeatureCollection", "features": [\n')
+            rows = csv.writer(table)
+            name_text, id_text = json.dumps(NAME_PLACEHOLDER), json.dumps(ID_PLACEHOLDER)  # as in the parts' text
+            for number in range(n_parts):
+                part, outlines = _read_part(out_dir, number)
+                cut += part["cut"]
+                for text, values, outline in zip(part["features"], part["rows"], outlines):
+                    count += 1
+                    text = text.replace(name_text, f'"nucleus {count}"').replace(id_text, str(count))
+                    handle.write((",\n" if count > 1 else "") + text)
+                    if columns is None:
+                        columns = ["id", *part["columns"]]
+                        rows.writerow(columns)
+                    rows.writerow([count, *values])
+                    draw.line(((outline - plan.region[:2]) / per_pixel).ravel().tolist(), fill=(0, 255, 0), width=1)
+            handle.write("\n]}\n")
 
-    def _add(self, number: int) -> None:
-        part, outlines = _read_part(self.out_dir, number)
-        name_text, id_text = json.dumps(NAME_PLACEHOLDER), json.dumps(ID_PLACEHOLDER)  # as in the parts' text
-        self.cut += part["cut"]
-        for text, values, outline in zip(part["features"], part["rows"], outlines):
-            self.count += 1
-            text = text.replace(name_text, f'"nucleus {self.count}"').replace(id_text, str(self.count))
-            self.handle.write((",\n" if self.count > 1 else "") + text)
-            if self.columns is None:
-                self.columns = ["id", *part["columns"]]
-                self.rows.writerow(self.columns)
-            self.rows.writerow([self.count, *values])
-            points = ((outline - self.plan.region[:2]) / self.per_pixel).ravel().tolist()
-            self.draw.line(points, fill=(0, 255, 0), width=1)
-
-    def finish(self) -> dict:
-        """The outputs in place (every part added); the summary."""
-        if self.added != self.n_parts:
-            raise RuntimeError(f"{self.out_dir}: part {self.added} of {self.n_parts} is missing after the run")
-        start = time.perf_counter()
-        self.handle.write("\n]}\n")
-        self.handle.close()
-        os.replace(self.partial, self.out_dir / self.name)
-        write_text_atomic(self.out_dir / "nuclei.csv", self.table.getvalue() or "id\n")
-        write_jpeg_atomic(self.out_dir / "overview.jpg", np.asarray(self.overview))
-        self.seconds += time.perf_counter() - start
-        x, y, w, h = self.plan.region
-        return {
-            "slide": self.plan.slide,
-            "region": [x, y, w, h],
-            "level": self.plan.level,
-            "mpp": self.plan.mpp,
-            "tiles": len(self.plan.tiles),
-            "tile_side": self.plan.tile,  # at the model's resolution: --tile, fitted to the region
-            "nuclei": self.count,
-            "cut": self.cut,
-            "megapixels": round(w * h / 1e6, 2),
-            "geojson": self.name,
-        }
-
-    def close(self) -> None:
-        self.handle.close()
+    save_with(out_dir / name, write_geojson, suffix=".gz" if gzip_geojson else ".geojson")
+    write_text_atomic(out_dir / "nuclei.csv", table.getvalue() or "id\n")
+    write_jpeg_atomic(out_dir / "overview.jpg", np.asarray(overview))
+    x, y, w, h = plan.region
+    return {
+        "slide": plan.slide,
+        "region": [x, y, w, h],
+        "level": plan.level,
+        "mpp": plan.mpp,
+        "tiles": len(plan.tiles),
+        "tile_side": plan.tile,  # at the model's resolution: --tile, fitted to the region
+        "nuclei": count,
+        "cut": cut,
+        "megapixels": round(w * h / 1e6, 2),
+        "geojson": name,
+    }
 
 
 def _outlines(plan: SlidePlan, out_dir: Path, n_parts: int):
-    """(id, outline in processing pixels) of every nucleus of the parts, ids as `_Assembly` gives them."""
+    """(id, outline in processing pixels) of every nucleus of the parts, ids as `_assemble` gives them."""
     count, scale = 0, plan.to_level0
     for number in range(n_parts):
         for outline in _read_part(out_dir, number)[1]:
