@@ -207,7 +207,7 @@ def with_teacher(batches: tf.data.Dataset, teacher, share: float) -> tf.data.Dat
     the two squared errors, weighted, summed). `teacher`: a Keras model from image to (..., 1).
 
     The teacher runs in the input pipeline, so on the CPU (tf.data's device) beside the training
-    step: measured on 2 CPU cores, a taught 8..128 DIST fold took 246-320 s against 356-511 s for
+    step: measured on 2 CPU cores, a taught 8..128 DIST fold took 246-361 s (two seeds) against 356-511 s for
     its 16..256 teacher's. On a GPU it would be the CPU's work that bounds a step; not measured."""
 
     def blend(image, target, weight):

@@ -130,8 +130,8 @@ def _summit_reconstruction(seed: np.ndarray, lower: list, upper: list, saddle: n
         if a == b:
             continue
         level, joining = float(saddle[k]), len(parent)
-        parent += [-1]
-        reached += [-np.inf]
+        parent.append(-1)
+        reached.append(-np.inf)
         parent[node_of_group[a]] = parent[node_of_group[b]] = joining
         reached[node_of_group[a]] = min(best_seed[b], level)
         reached[node_of_group[b]] = min(best_seed[a], level)
