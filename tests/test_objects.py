@@ -77,6 +77,31 @@ def test_outlines_have_the_vertices_of_skimages_find_contours(glioma_tiles):
     assert checked > 100
 
 
+def test_a_nucleus_in_pieces_or_with_a_hole_is_outlined_by_its_longest_ring():
+    """The longest closed ring of each nucleus, as find_contours' longest contour: the larger of
+    two pieces, the outer edge around a hole; and the same points as outline_points' arrays."""
+    from nucseg.inference.outlines import nucleus_outlines, outline_points
+
+    label = np.zeros((20, 30), np.int32)
+    label[2:5, 2:5] = 1  # nucleus 1: a small piece first (its ring holds the lowest segments) ...
+    label[8:15, 3:9] = 1  # ... and a larger one
+    label[3:14, 14:25] = 2  # nucleus 2: a square with a hole
+    label[6:10, 18:21] = 0
+    label[15:18, 20:23] = 3
+    outlines = nucleus_outlines(label)
+    alone = label.copy()
+    alone[2:5, 2:5] = 0
+    assert outlines[1] == nucleus_polygon(alone == 1)
+    filled = label == 2
+    filled[6:10, 18:21] = True
+    assert outlines[2] == nucleus_polygon(filled)
+    assert outlines[3] == nucleus_polygon(label == 3)
+    ids, points, lengths = outline_points(label)
+    assert ids.tolist() == [1, 2, 3]
+    rings = [points[end - n : end].tolist() for end, n in zip(np.cumsum(lengths), lengths)]
+    assert rings == [outlines[k] for k in (1, 2, 3)]
+
+
 def test_more_than_65535_nuclei_go_to_a_32_bit_tiff(tmp_path):
     import tifffile
 

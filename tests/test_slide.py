@@ -271,11 +271,14 @@ def test_label_tiles_give_back_a_label_image_from_its_outlines(glioma_tiles):
 
 
 def test_pieces_beyond_the_core_are_cleared_and_the_kept_nuclei_stay_the_same(glioma_tiles):
-    """A tile's nuclei found without the pieces of its map that cannot reach its core: the
-    nuclei it keeps are the same pixels, in the same order, for a DIST map (rounded, so with ties
-    and plateaus) and a probability map, with the core anywhere in the tile."""
+    """A tile's nuclei found without the pieces of its map that cannot reach its core (and from
+    the pieces found there, not found again): the nuclei it keeps are the same pixels, in the
+    same order, for a DIST map (rounded, so with ties and plateaus) and a probability map, with
+    the core anywhere in the tile."""
     from nucseg.data.weights import distance_target
     from nucseg.inference.tiles import SlidePlan, kept_nuclei, without_pieces_beyond_core
+    from nucseg.postprocess.instances import foreground_pieces
+    from nucseg.postprocess.kinds import foreground
 
     rng = np.random.default_rng(3)
     label = np.concatenate([tile.label[:256, :384] for tile in glioma_tiles[:2]], axis=0)
@@ -290,11 +293,14 @@ def test_pieces_beyond_the_core_are_cleared_and_the_kept_nuclei_stay_the_same(gl
         config = Config(arch=arch, dist_threshold=0.5, dist_lambda=1.0)
         for core_y, core_x in (((700.0, 900.0), (750.0, 1000.0)), ((650.5, 1212.0), (700.0, 812.5))):
             core_rows, core_cols = (core_y[0] - 700, core_y[1] - 700), (core_x[0] - 700, core_x[1] - 700)
-            within = without_pieces_beyond_core(nucleus_map, config, core_rows, core_cols)
+            within, pieces = without_pieces_beyond_core(nucleus_map, config, core_rows, core_cols)
             cleared_somewhere |= bool(np.any(within != nucleus_map))
+            # the pieces handed on are the cleared map's own
+            np.testing.assert_array_equal(pieces.filled, foreground_pieces(foreground(within, config)).filled)
+            np.testing.assert_array_equal(pieces.labels > 0, pieces.filled)
             results = []
-            for this_map in (nucleus_map, within):
-                labels = instances_from_config(this_map, config)
+            for this_map, its_pieces in ((nucleus_map, None), (within, pieces)):
+                labels = instances_from_config(this_map, config, its_pieces)
                 kept, cut = kept_nuclei(labels, plan, 700, 700, core_x, core_y)
                 results.append(([labels == index for index in kept], cut))
             (all_masks, all_cut), (within_masks, within_cut) = results

@@ -39,6 +39,7 @@ def nuclei_table(
     map_name: str = "mean_probability",
     top: int = 0,
     left: int = 0,
+    pixels: tuple | None = None,
 ) -> pd.DataFrame:
     """One row per nucleus: id, centroid (x, y, pixels of the full image), area and perimeter
     (pixels), eccentricity, solidity, mean hematoxylin optical density and the mean of the net's
@@ -48,10 +49,11 @@ def nuclei_table(
     regionprops measures one region at a time in Python: a quarter of a slide's time). Centroid,
     area, eccentricity and perimeter are regionprops' (same moments, same 4-neighbour perimeter
     estimate); solidity is the area over the pixels of the nucleus's convex hull, counted as in
-    regionprops to within a few pixels (see _hull_areas)."""
+    regionprops to within a few pixels (see _hull_areas). `pixels`: nucleus_pixels(labels), where
+    the caller has them."""
     labels = np.asarray(labels)
     count = int(labels.max(initial=0))
-    rows, cols, owner, area = nucleus_pixels(labels)
+    rows, cols, owner, area = pixels if pixels is not None else nucleus_pixels(labels)
     ids, present = np.arange(1, count + 1), area > 0
 
     def mean(values):

@@ -219,11 +219,11 @@ def _part_record(found: list[tuple]) -> dict:
     """What parts/NNNNN.json holds: the nuclei of a part's tiles (tile_nuclei's tuples)."""
     tables = [table for texts, _, table, _ in found if texts]
     rows = pd.concat(tables) if tables else pd.DataFrame()
-    rings = [ring for _, tile_rings, _, _ in found for ring in tile_rings]
-    points = np.concatenate(rings) if rings else np.zeros((0, 2))
+    outlines = [outline for _, outline, _, _ in found]
+    points = np.concatenate([points for points, _ in outlines]) if outlines else np.zeros((0, 2))
     return {
         "features": [text for texts, _, _, _ in found for text in texts],
-        "outline_lengths": [len(ring) for ring in rings],
+        "outline_lengths": [length for _, lengths in outlines for length in lengths.tolist()],
         # every outline's points, for the overview and the label image: the binary doubles, which
         # decode at once (parsing them from the features' text was most of the assembly's time)
         "outline_points": base64.b64encode(points.astype("<f8").tobytes()).decode("ascii"),

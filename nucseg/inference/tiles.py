@@ -81,12 +81,15 @@ def tile_cores(length: int, tile: int, overlap: int) -> dict[int, tuple[float, f
     return dict(zip(starts, zip([0.0, *middles], [*middles, float(length)])))
 
 
-def kept_nuclei(labels: np.ndarray, plan: SlidePlan, tx: int, ty: int, core_x, core_y) -> tuple[list[int], int]:
-    """Ids of the tile's nuclei that it keeps (see the module's rule), and how many were cut."""
+def kept_nuclei(
+    labels: np.ndarray, plan: SlidePlan, tx: int, ty: int, core_x, core_y, pixels=None
+) -> tuple[list[int], int]:
+    """Ids of the tile's nuclei that it keeps (see the module's rule), and how many were cut.
+    `pixels`: nucleus_pixels(labels), where the caller has them."""
     ids = np.arange(1, int(labels.max()) + 1)
     if not len(ids):
         return [], 0
-    rows, cols, owner, area = nucleus_pixels(labels)
+    rows, cols, owner, area = pixels if pixels is not None else nucleus_pixels(labels)
     centroids = np.stack([nucleus_means(owner, area, rows), nucleus_means(owner, area, cols)], axis=1)
     interior = {
         "top": ty > 0,
@@ -120,38 +123,44 @@ NAME_PLACEHOLDER, ID_PLACEHOLDER = "nucleus @ID@", "@ID@"
 
 
 def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, core_y, map_name: str):
-    """(GeoJSON Feature texts, outlines as (n, 2) arrays, table rows, cut) of the nuclei the tile
-    keeps, in level-0 coordinates."""
-    from nucseg.inference.objects import geojson_features, nuclei_table, nucleus_outlines
+    """(GeoJSON Feature texts, outlines, table rows, cut) of the nuclei the tile keeps, in level-0
+    coordinates. The outlines as one (P, 2) array of (x, y) and each one's number of points (in the
+    order of the features): hundreds of small arrays a tile cost more to make and to send."""
+    from nucseg.inference.objects import geojson_features, nuclei_table
+    from nucseg.inference.outlines import outline_points, outlines_by_id
 
-    kept, cut = kept_nuclei(labels, plan, tx, ty, core_x, core_y)
+    pixels = nucleus_pixels(labels)
+    kept, cut = kept_nuclei(labels, plan, tx, ty, core_x, core_y, pixels)
     if not kept:
-        return [], [], [], cut
+        return [], (np.zeros((0, 2)), np.zeros(0, np.int64)), [], cut
     keep = np.zeros(int(labels.max()) + 1, bool)
     keep[kept] = True
     labels = np.where(keep[labels], labels, 0)  # a lookup table: np.isin sorts the whole tile
+    rows, cols, owner, area = pixels
+    mine = keep[owner]
+    pixels = rows[mine], cols[mine], owner[mine], np.where(keep[1:], area, 0)[: max(kept)]  # nucleus_pixels(labels)
     scale, (x0, y0) = plan.to_level0, plan.region[:2]
-    outlines = nucleus_outlines(labels, top=y0 + ty * scale, left=x0 + tx * scale, scale=scale)  # level 0
-    table = nuclei_table(labels, image, nucleus_map, map_name)
+    ids, points, lengths = outline_points(labels, top=y0 + ty * scale, left=x0 + tx * scale, scale=scale)  # level 0
+    table = nuclei_table(labels, image, nucleus_map, map_name, pixels=pixels)
     table = table.rename(columns={"area": "area_um2", "perimeter": "perimeter_um"})
     table["area_um2"] = table["area_um2"] * plan.mpp**2
     table["perimeter_um"] = table["perimeter_um"] * plan.mpp
-    features = geojson_features(outlines, table)
+    features = geojson_features(outlines_by_id(ids, points, lengths), table)  # in the order of ids, as the table
     for feature in features:
         feature["properties"]["name"] = NAME_PLACEHOLDER
         feature["properties"]["measurements"]["id"] = ID_PLACEHOLDER
     texts = [json.dumps(feature) for feature in features]
-    rings = [np.asarray(feature["geometry"]["coordinates"][0], np.float64) for feature in features]
     table["centroid_x"] = x0 + (tx + table["centroid_x"]) * scale
     table["centroid_y"] = y0 + (ty + table["centroid_y"]) * scale
-    return texts, rings, table.drop(columns="id"), cut
+    return texts, (points, lengths), table.drop(columns="id"), cut
 
 
-def without_pieces_beyond_core(nucleus_map: np.ndarray, config, core_rows, core_cols) -> np.ndarray:
-    """The map with 0 (background: every threshold is at least 0) on each piece of its foreground
-    (8-connected, holes filled) that cannot hold a nucleus the tile keeps: one whose bounding box
-    puts no centroid in the core (`core_rows`, `core_cols`: the core in the tile's pixels, as
-    kept_nuclei tests a centroid: lo <= centroid + 0.5 < hi).
+def without_pieces_beyond_core(nucleus_map: np.ndarray, config, core_rows, core_cols):
+    """(the map, its foreground's pieces) with 0 (background: every threshold is at least 0) on
+    each piece of its foreground (8-connected, holes filled) that cannot hold a nucleus the tile
+    keeps: one whose bounding box puts no centroid in the core (`core_rows`, `core_cols`: the core
+    in the tile's pixels, as kept_nuclei tests a centroid: lo <= centroid + 0.5 < hi). The pieces
+    (instances.Pieces) are the cleared map's, for the nuclei, which would find them again.
 
     The nuclei of the other pieces are the same: the dynamic watershed and the binary nets' split
     find nuclei piece by piece (h-maxima per piece, watershed per component, and a pixel's
@@ -162,17 +171,17 @@ def without_pieces_beyond_core(nucleus_map: np.ndarray, config, core_rows, core_
     mosaic's tile area), where it gains (docs/speed.md, sixth round)."""
     from scipy import ndimage
 
-    from nucseg.postprocess.instances import fill_holes
+    from nucseg.postprocess.instances import foreground_pieces
     from nucseg.postprocess.kinds import foreground
 
-    pieces, _ = ndimage.label(fill_holes(foreground(nucleus_map, config)), structure=np.ones((3, 3), bool))
+    pieces = foreground_pieces(foreground(nucleus_map, config))
 
     def reaches(span: slice, core) -> bool:  # some pixel index i of span with lo <= i + 0.5 < hi
         return span.start + 0.5 < core[1] and span.stop - 0.5 >= core[0]
 
-    boxes = ndimage.find_objects(pieces)
-    beyond = [False] + [not (reaches(rows, core_rows) and reaches(cols, core_cols)) for rows, cols in boxes]
-    return np.where(np.array(beyond)[pieces], np.zeros((), nucleus_map.dtype), nucleus_map)
+    boxes = ndimage.find_objects(pieces.labels)
+    beyond = np.array([False] + [not (reaches(rows, core_rows) and reaches(cols, core_cols)) for rows, cols in boxes])
+    return np.where(beyond[pieces.labels], np.zeros((), nucleus_map.dtype), nucleus_map), pieces.kept(~beyond)
 
 
 def batch_nuclei(
@@ -186,8 +195,8 @@ def batch_nuclei(
     for (tx, ty), image, nucleus_map in zip(group, images, maps):
         core_rows = (cores_y[ty][0] - ty, cores_y[ty][1] - ty)
         core_cols = (cores_x[tx][0] - tx, cores_x[tx][1] - tx)
-        within = without_pieces_beyond_core(nucleus_map, config, core_rows, core_cols)
-        labels = instances_from_config(within, config)
+        within, pieces = without_pieces_beyond_core(nucleus_map, config, core_rows, core_cols)
+        labels = instances_from_config(within, config, pieces)
         found.append(tile_nuclei(labels, image, nucleus_map, plan, tx, ty, cores_x[tx], cores_y[ty], map_name))
     return found
 

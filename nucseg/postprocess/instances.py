@@ -11,6 +11,8 @@ where the predicted distance exceeds a threshold, the markers are the maxima tha
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from scipy import ndimage
 from skimage.feature import peak_local_max
@@ -18,7 +20,7 @@ from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from nucseg.labels import renumbered
-from nucseg.postprocess.dynamics import piece_h_maxima
+from nucseg.postprocess.dynamics import EIGHT, piece_h_maxima
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -29,6 +31,27 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     reaches_edge = np.zeros(background.max() + 1, bool)
     reaches_edge[edges] = True
     return mask | ~reaches_edge[background]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pieces:
+    """A foreground with its holes filled, and its 8-connected pieces: `labels` 0 outside them, a
+    number per piece up to `count` (some numbers may be unused: see kept)."""
+
+    filled: np.ndarray
+    labels: np.ndarray
+    count: int
+
+    def kept(self, keep: np.ndarray) -> Pieces:
+        """Only the pieces whose number is true in `keep` (one entry per number 0..count)."""
+        labels = np.where(keep[self.labels], self.labels, 0)
+        return Pieces(labels > 0, labels, self.count)
+
+
+def foreground_pieces(foreground: np.ndarray) -> Pieces:
+    filled = fill_holes(np.asarray(foreground, bool))
+    labels, count = ndimage.label(filled, structure=EIGHT)
+    return Pieces(filled, labels, count)
 
 
 def _large_components(mask: np.ndarray, min_size: int) -> tuple[np.ndarray, int]:
@@ -75,10 +98,17 @@ def _split(distance: np.ndarray, components: np.ndarray, count: int, peaks: np.n
 
 
 def instances_from_probability(
-    probability: np.ndarray, threshold: float = 0.5, min_size: int = 30, min_distance: int = 10, footprint: int = 17
+    probability: np.ndarray,
+    threshold: float = 0.5,
+    min_size: int = 30,
+    min_distance: int = 10,
+    footprint: int = 17,
+    pieces: Pieces | None = None,
 ) -> np.ndarray:
-    """uint16 label image: 0 background, 1..N nuclei."""
-    components, count = _large_components(fill_holes(np.asarray(probability) > threshold), min_size)
+    """uint16 label image: 0 background, 1..N nuclei. `pieces`: foreground_pieces(probability >
+    threshold), where the caller has them already."""
+    filled = pieces.filled if pieces is not None else fill_holes(np.asarray(probability) > threshold)
+    components, count = _large_components(filled, min_size)
     if not count:
         return np.zeros(components.shape, np.uint16)
     distance = ndimage.distance_transform_edt(components > 0)
@@ -120,20 +150,19 @@ def distance_maxima(distance: np.ndarray, h: float, above: float | None = None) 
     distance = np.maximum(np.asarray(distance, np.float32), 0)
     if above is None:
         return h_maxima(distance, np.float32(h)).astype(bool)
-    return _maxima_per_piece(distance, h, fill_holes(distance > above))
+    return _maxima_per_piece(distance, h, foreground_pieces(distance > above))
 
 
-def _maxima_per_piece(distance: np.ndarray, h: float, foreground: np.ndarray) -> np.ndarray:
-    """distance_maxima(distance, h, above) where `foreground` is (distance > above), holes filled."""
-    eight = np.ones((3, 3), bool)
-    pieces, count = ndimage.label(foreground, structure=eight)
+def _maxima_per_piece(distance: np.ndarray, h: float, foreground: Pieces) -> np.ndarray:
+    """distance_maxima(distance, h, above) where `foreground` is foreground_pieces(distance > above)."""
+    pieces, count = foreground.labels, foreground.count
     maxima = np.zeros(distance.shape, bool)
     if not count:
         return maxima
     # Local maxima (no higher neighbour), grouped into plateaus: a piece's plateaus are its maxima
     # when it has one; only pieces with more need the h-maxima (skimage's per piece, from dynamics.py).
     top = (distance == max_of_3x3(distance)) & (pieces > 0)
-    plateaus, n_plateaus = ndimage.label(top, structure=eight)
+    plateaus, n_plateaus = ndimage.label(top, structure=EIGHT)
     piece_of_plateau = np.zeros(n_plateaus + 1, np.int64)
     piece_of_plateau[plateaus[top]] = pieces[top]
     per_piece = np.bincount(piece_of_plateau[1:], minlength=count + 1)
@@ -145,17 +174,24 @@ def _maxima_per_piece(distance: np.ndarray, h: float, foreground: np.ndarray) ->
 
 
 def instances_from_distance(
-    distance: np.ndarray, threshold: float = 0.5, h: float = 1.0, min_size: int = 30, maxima: np.ndarray | None = None
+    distance: np.ndarray,
+    threshold: float = 0.5,
+    h: float = 1.0,
+    min_size: int = 30,
+    maxima: np.ndarray | None = None,
+    pieces: Pieces | None = None,
 ) -> np.ndarray:
     """DIST's dynamic watershed: uint16 label image from a predicted distance map (pixels).
-    `maxima`: distance_maxima(distance, h), where the caller has it already."""
+    `maxima`: distance_maxima(distance, h); `pieces`: foreground_pieces(distance > threshold),
+    where the caller has them already."""
     distance = np.asarray(distance, np.float32)
-    filled = fill_holes(distance > threshold)
-    components, count = _large_components(filled, min_size)
+    if pieces is None:
+        pieces = foreground_pieces(distance > threshold)
+    components, count = _large_components(pieces.filled, min_size)
     if not count:
         return np.zeros(components.shape, np.uint16)
     if maxima is None:
-        maxima = _maxima_per_piece(np.maximum(distance, 0), h, filled)
+        maxima = _maxima_per_piece(np.maximum(distance, 0), h, pieces)
     markers, _ = ndimage.label(maxima & (components > 0))
     marked = np.flatnonzero(markers)  # the maxima's pixels: np.unique then sorts these, not the tile
     _, first = np.unique(markers.ravel()[marked], return_index=True)  # the first pixel of each maximum

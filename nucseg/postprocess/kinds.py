@@ -49,13 +49,15 @@ class ProbabilityKind:
     def foreground(self, nucleus_map: np.ndarray, config) -> np.ndarray:
         return np.asarray(nucleus_map) > config.threshold
 
-    def instances(self, nucleus_map: np.ndarray, config, cache: dict | None = None) -> np.ndarray:
+    def instances(self, nucleus_map: np.ndarray, config, cache: dict | None = None, pieces=None) -> np.ndarray:
+        """`pieces`: foreground_pieces(self.foreground(nucleus_map, config)), where the caller has them."""
         return instances_from_probability(
             nucleus_map,
             config.threshold,
             config.min_object_size,
             config.watershed_min_distance,
             config.watershed_footprint,
+            pieces,
         )
 
     def map_image(self, nucleus_map: np.ndarray) -> np.ndarray:
@@ -95,9 +97,10 @@ class DistanceKind:
     def foreground(self, nucleus_map: np.ndarray, config) -> np.ndarray:
         return np.asarray(nucleus_map) > config.dist_threshold
 
-    def instances(self, nucleus_map: np.ndarray, config, cache: dict | None = None) -> np.ndarray:
+    def instances(self, nucleus_map: np.ndarray, config, cache: dict | None = None, pieces=None) -> np.ndarray:
         """`cache`: h-maxima kept per (map, lambda), for the choice of post-processing, which tries
-        several thresholds on the same maxima."""
+        several thresholds on the same maxima. `pieces`: foreground_pieces(self.foreground(...)),
+        where the caller has them."""
         maxima = None
         if cache is not None:
             key = (id(nucleus_map), config.dist_lambda)
@@ -105,7 +108,7 @@ class DistanceKind:
                 cache[key] = distance_maxima(nucleus_map, config.dist_lambda)
             maxima = cache[key]
         return instances_from_distance(
-            nucleus_map, config.dist_threshold, config.dist_lambda, config.min_object_size, maxima=maxima
+            nucleus_map, config.dist_threshold, config.dist_lambda, config.min_object_size, maxima, pieces
         )
 
     def map_image(self, nucleus_map: np.ndarray) -> np.ndarray:
@@ -133,6 +136,7 @@ def foreground(nucleus_map: np.ndarray, config) -> np.ndarray:
     return kind_of(config).foreground(nucleus_map, config)
 
 
-def instances_from_config(nucleus_map: np.ndarray, config) -> np.ndarray:
-    """Nuclei from the map of the net `config.arch` (its output kind's instances)."""
-    return kind_of(config).instances(nucleus_map, config)
+def instances_from_config(nucleus_map: np.ndarray, config, pieces=None) -> np.ndarray:
+    """Nuclei from the map of the net `config.arch` (its output kind's instances). `pieces`:
+    instances.foreground_pieces(foreground(nucleus_map, config)), where the caller has them."""
+    return kind_of(config).instances(nucleus_map, config, pieces=pieces)
