@@ -25,6 +25,15 @@ def nucleus_pixels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return rows, cols, owner, area
 
 
+def kept_pixels(pixels: tuple, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """nucleus_pixels of the label image with only the ids where `keep[id]` is true (the others
+    set to 0), from `pixels`, nucleus_pixels of the whole one: the same arrays, the order kept."""
+    rows, cols, owner, area = pixels
+    mine = keep[owner]
+    highest = int(np.flatnonzero(keep).max(initial=0))
+    return rows[mine], cols[mine], owner[mine], np.where(keep[1:], area, 0)[:highest]
+
+
 def nucleus_means(owner: np.ndarray, area: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The mean of `values` (one per nucleus pixel, as from nucleus_pixels) over each id 1..len(area);
     0 for an id without pixels."""

@@ -102,6 +102,19 @@ def test_a_nucleus_in_pieces_or_with_a_hole_is_outlined_by_its_longest_ring():
     assert rings == [outlines[k] for k in (1, 2, 3)]
 
 
+def test_pixels_of_the_kept_nuclei_are_nucleus_pixels_of_their_label_image(glioma_tiles):
+    from nucseg.labels import kept_pixels, nucleus_pixels
+
+    label = glioma_tiles[0].label
+    rng = np.random.default_rng(0)
+    for keep_fraction in (0.5, 0.0, 1.0):
+        keep = rng.uniform(size=int(label.max()) + 1) < keep_fraction
+        keep[0] = False
+        expected = nucleus_pixels(np.where(keep[label], label, 0))
+        found = kept_pixels(nucleus_pixels(label), keep)
+        assert all(np.array_equal(a, b) for a, b in zip(found, expected)), keep_fraction
+
+
 def test_more_than_65535_nuclei_go_to_a_32_bit_tiff(tmp_path):
     import tifffile
 

@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 
 from nucseg.config import SIZE_MULTIPLE
-from nucseg.labels import nucleus_means, nucleus_pixels
+from nucseg.labels import kept_pixels, nucleus_means, nucleus_pixels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,9 +137,7 @@ def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, cor
     keep = np.zeros(int(labels.max()) + 1, bool)
     keep[kept] = True
     labels = np.where(keep[labels], labels, 0)  # a lookup table: np.isin sorts the whole tile
-    rows, cols, owner, area = pixels
-    mine = keep[owner]
-    pixels = rows[mine], cols[mine], owner[mine], np.where(keep[1:], area, 0)[: max(kept)]  # nucleus_pixels(labels)
+    pixels = kept_pixels(pixels, keep)
     scale, (x0, y0) = plan.to_level0, plan.region[:2]
     ids, points, lengths = outline_points(labels, top=y0 + ty * scale, left=x0 + tx * scale, scale=scale)  # level 0
     table = nuclei_table(labels, image, nucleus_map, map_name, pixels=pixels)

@@ -49,9 +49,11 @@ class Pieces:
 
 
 def foreground_pieces(foreground: np.ndarray) -> Pieces:
-    filled = fill_holes(np.asarray(foreground, bool))
-    labels, count = ndimage.label(filled, structure=EIGHT)
-    return Pieces(filled, labels, count)
+    return _pieces_of_filled(fill_holes(np.asarray(foreground, bool)))
+
+
+def _pieces_of_filled(filled: np.ndarray) -> Pieces:
+    return Pieces(filled, *ndimage.label(filled, structure=EIGHT))
 
 
 def _large_components(mask: np.ndarray, min_size: int) -> tuple[np.ndarray, int]:
@@ -185,12 +187,12 @@ def instances_from_distance(
     `maxima`: distance_maxima(distance, h); `pieces`: foreground_pieces(distance > threshold),
     where the caller has them already."""
     distance = np.asarray(distance, np.float32)
-    if pieces is None:
-        pieces = foreground_pieces(distance > threshold)
-    components, count = _large_components(pieces.filled, min_size)
+    filled = pieces.filled if pieces is not None else fill_holes(distance > threshold)
+    components, count = _large_components(filled, min_size)
     if not count:
         return np.zeros(components.shape, np.uint16)
     if maxima is None:
+        pieces = pieces if pieces is not None else _pieces_of_filled(filled)
         maxima = _maxima_per_piece(np.maximum(distance, 0), h, pieces)
     markers, _ = ndimage.label(maxima & (components > 0))
     marked = np.flatnonzero(markers)  # the maxima's pixels: np.unique then sorts these, not the tile
