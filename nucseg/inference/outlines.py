@@ -141,7 +141,7 @@ def _longest_rings(following: np.ndarray, owners: np.ndarray) -> tuple[np.ndarra
     # Cut each cycle before its lowest index (into an end that leads to itself) and count each
     # segment's steps to the cut.
     end = count
-    jump = np.append(np.where(following == ring, end, following), end)  # ring[following[i]] == ring[i]
+    jump = np.append(np.where(following == ring, end, following), end)  # i leads to its cycle's lowest: cut
     to_end = (jump != end).astype(np.int64)
     while (jump[:-1] != end).any():
         to_end += to_end[jump]
