@@ -1,6 +1,7 @@
 """Whole-slide inference on a real slide file: a pyramidal, tiled TIFF built from the shared glioma
 tiles with tifffile (three levels, resolution tags set), read through OpenSlide."""
 
+import base64
 import gzip
 import json
 
@@ -318,3 +319,32 @@ def test_the_progress_line_times_only_the_tiles_of_this_run(capsys):
     err = capsys.readouterr().err
     assert err.startswith("\r6/10 tiles, ") and "\r10/10 tiles, " in err
     assert err.endswith(" 0:00 left\n")  # done: the line is ended
+
+
+def test_a_part_file_reads_back_whichever_json_wrote_it(tmp_path):
+    """Parts are written with orjson; one that Python's json wrote (an interrupted run of an
+    earlier nucseg, NaN allowed) is read as well, with its outlines."""
+    from nucseg.inference.slide import _read_part, _write_part
+
+    points = np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [5.0, 6.0], [7.0, 8.0], [5.0, 6.0]])
+    record = {
+        "features": ['{"type":"Feature","properties":{"name":"nucleus @ID@"}}'] * 2,
+        "outline_lengths": [3, 3],
+        "outline_points": base64.b64encode(points.astype("<f8").tobytes()).decode("ascii"),
+        "columns": ["area_um2"],
+        "rows": [[1.5], [float("nan")]],
+        "cut": 1,
+    }
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "00000.json").write_text(json.dumps(record))
+    _write_part(tmp_path / "parts" / "00001.json", {**record, "rows": [[1.5], [2.5]]})
+    for number, second_row in ((0, None), (1, [2.5])):
+        part, outlines = _read_part(tmp_path, number)
+        assert part["features"] == record["features"] and part["cut"] == 1
+        assert [o.tolist() for o in outlines] == [points[:3].tolist(), points[3:].tolist()]
+        assert part["rows"][0] == [1.5]
+        if second_row is None:
+            assert np.isnan(part["rows"][1][0])
+        else:
+            assert part["rows"][1] == second_row
+
