@@ -59,7 +59,8 @@ def nucleus_outlines(
 ) -> dict[int, list[list[float]]]:
     """{id: closed outline [[x, y], ..., first point again]} of every nucleus of a label image,
     in pixel-corner coordinates times `scale`, shifted by (left, top), rounded to 0.01."""
-    return outlines_by_id(*outline_points(labels, top, left, scale))
+    ids, points, lengths = outline_points(labels, top, left, scale)
+    return outlines_by_id(ids, points.tolist(), lengths)
 
 
 def outline_points(
@@ -88,10 +89,11 @@ def outline_points(
     return ring_ids, closed, counts + 1
 
 
-def outlines_by_id(ids: np.ndarray, points: np.ndarray, lengths: np.ndarray) -> dict[int, list[list[float]]]:
-    """outline_points' arrays as nucleus_outlines' {id: [[x, y], ...]}."""
-    flat, ends = points.tolist(), np.cumsum(lengths).tolist()
-    return {index: flat[end - length : end] for index, end, length in zip(ids.tolist(), ends, lengths.tolist())}
+def outlines_by_id(ids: np.ndarray, points, lengths: np.ndarray) -> dict:
+    """{id: its outline} from outline_points' (ids, points, lengths): slices of `points`, views of
+    the array itself, or nucleus_outlines' [[x, y], ...] lists when given points.tolist()."""
+    ends = np.cumsum(lengths).tolist()
+    return {index: points[end - length : end] for index, end, length in zip(ids.tolist(), ends, lengths.tolist())}
 
 
 def nucleus_polygon(mask: np.ndarray, top: int = 0, left: int = 0) -> list[list[float]]:

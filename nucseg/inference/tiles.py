@@ -128,7 +128,7 @@ def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, cor
     coordinates. The outlines as one (P, 2) array of (x, y) and each one's number of points (in the
     order of the features): hundreds of small arrays a tile cost more to make and to send."""
     from nucseg.inference.objects import geojson_features, nuclei_table
-    from nucseg.inference.outlines import outline_points
+    from nucseg.inference.outlines import outline_points, outlines_by_id
 
     pixels = nucleus_pixels(labels)
     kept, cut = kept_nuclei(labels, plan, tx, ty, core_x, core_y, pixels)
@@ -144,9 +144,7 @@ def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, cor
     table = table.rename(columns={"area": "area_um2", "perimeter": "perimeter_um"})
     table["area_um2"] = table["area_um2"] * plan.mpp**2
     table["perimeter_um"] = table["perimeter_um"] * plan.mpp
-    ends = np.cumsum(lengths)
-    outlines = {index: points[end - length : end] for index, end, length in zip(ids.tolist(), ends, lengths)}
-    features = geojson_features(outlines, table)  # in the order of ids, as the table
+    features = geojson_features(outlines_by_id(ids, points, lengths), table)  # in the order of ids, as the table
     for feature in features:
         feature["properties"]["name"] = NAME_PLACEHOLDER
         feature["properties"]["measurements"]["id"] = ID_PLACEHOLDER
