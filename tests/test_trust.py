@@ -83,6 +83,31 @@ def test_a_blank_tile_is_told_by_its_histogram_as_by_the_standard_deviation(glio
     assert not is_blank(glioma_tiles[0].image)
 
 
+def test_a_blank_tile_is_told_the_same_whether_its_sample_of_every_fourth_pixel_settles_it_or_not():
+    """is_blank looks at every fourth row and column first and stops where they prove contrast:
+    the same answer as the whole image's deviation, for specks on the sampled grid (the sample
+    deviates far more than the image), beside it (the sample sees none) and glass with noise, on
+    both sides of the threshold."""
+    from nucseg.config import MIN_STD_GREY_LEVELS
+    from nucseg.inference.large import is_blank
+
+    def by_std(image):
+        return bool(np.asarray(image, np.float64).reshape(-1, 3).std(axis=0).max() < MIN_STD_GREY_LEVELS)
+
+    rng = np.random.default_rng(1)
+    answers = []
+    for count in (0, 1, 4, 16, 40, 100, 400, 1600):
+        for offset in (0, 1, 2):  # 0: the specks are on the sampled rows and columns
+            for noise in (0.0, 2.0, 3.5):
+                image = np.clip(np.round(rng.normal(240, noise, (203, 198, 3))), 0, 255).astype(np.uint8)
+                rows = rng.integers(0, 50, count) * 4 + offset
+                cols = rng.integers(0, 49, count) * 4 + offset
+                image[rows, cols] = (60, 20, 110)
+                answers.append(is_blank(image))
+                assert is_blank(image) == by_std(image), (count, offset, noise)
+    assert any(answers) and not all(answers)
+
+
 def white_canvas_with_tissue(tissue, side=1500):
     canvas = np.full((side, side, 3), 255, np.uint8)
     canvas[: tissue.shape[0], : tissue.shape[1]] = tissue
