@@ -2,6 +2,8 @@
 tiles with tifffile (three levels, resolution tags set), read through OpenSlide."""
 
 import base64
+import csv
+import io
 import gzip
 import json
 
@@ -322,29 +324,29 @@ def test_the_progress_line_times_only_the_tiles_of_this_run(capsys):
 
 
 def test_a_part_file_reads_back_whichever_json_wrote_it(tmp_path):
-    """Parts are written with orjson; one that Python's json wrote (an interrupted run of an
-    earlier nucseg, NaN allowed) is read as well, with its outlines."""
-    from nucseg.inference.slide import _read_part, _write_part
+    """Parts are written with orjson, their table as CSV text; one that Python's json wrote (an
+    interrupted run of an earlier nucseg: NaN allowed, the table as numbers) is read as well, with
+    its outlines, and its table as csv.writer writes it."""
+    from nucseg.inference.slide import _read_part, _split_outlines, _write_part
 
     points = np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [5.0, 6.0], [7.0, 8.0], [5.0, 6.0]])
     record = {
         "features": ['{"type":"Feature","properties":{"name":"nucleus @ID@"}}'] * 2,
         "outline_lengths": [3, 3],
         "outline_points": base64.b64encode(points.astype("<f8").tobytes()).decode("ascii"),
-        "columns": ["area_um2"],
-        "rows": [[1.5], [float("nan")]],
+        "columns": ["area_um2", "solidity"],
         "cut": 1,
     }
     (tmp_path / "parts").mkdir()
-    (tmp_path / "parts" / "00000.json").write_text(json.dumps(record))
-    _write_part(tmp_path / "parts" / "00001.json", {**record, "rows": [[1.5], [2.5]]})
-    for number, second_row in ((0, None), (1, [2.5])):
-        part, outlines = _read_part(tmp_path, number)
+    older_rows = [[1.5, 0.1], [float("nan"), 1 / 3]]
+    (tmp_path / "parts" / "00000.json").write_text(json.dumps({**record, "rows": older_rows}))
+    _write_part(tmp_path / "parts" / "00001.json", {**record, "csv_lines": ["1.5,0.1", "2.5,0.3333333333333333"]})
+    written_by_csv = io.StringIO()
+    csv.writer(written_by_csv).writerows(older_rows)
+    for number, lines in ((0, written_by_csv.getvalue().split("\r\n")[:2]), (1, ["1.5,0.1", "2.5,0.3333333333333333"])):
+        part, read_points = _read_part(tmp_path, number)
         assert part["features"] == record["features"] and part["cut"] == 1
+        outlines = _split_outlines(read_points, part["outline_lengths"])
         assert [o.tolist() for o in outlines] == [points[:3].tolist(), points[3:].tolist()]
-        assert part["rows"][0] == [1.5]
-        if second_row is None:
-            assert np.isnan(part["rows"][1][0])
-        else:
-            assert part["rows"][1] == second_row
-
+        assert part["csv_lines"] == lines
+    assert lines[0] == "1.5,0.1" and written_by_csv.getvalue().startswith("1.5,0.1\r\nnan,0.3333333333333333\r\n")

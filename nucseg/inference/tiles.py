@@ -124,16 +124,17 @@ NAME_PLACEHOLDER, ID_PLACEHOLDER = "nucleus @ID@", "@ID@"
 
 
 def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, core_y, map_name: str):
-    """(GeoJSON Feature texts, outlines, table rows, cut) of the nuclei the tile keeps, in level-0
+    """(GeoJSON Feature texts, outlines, table, cut) of the nuclei the tile keeps, in level-0
     coordinates. The outlines as one (P, 2) array of (x, y) and each one's number of points (in the
-    order of the features): hundreds of small arrays a tile cost more to make and to send."""
+    order of the features): hundreds of small arrays a tile cost more to make and to send. The
+    table as (its columns, each row's CSV text without the id: csv_fields)."""
     from nucseg.inference.objects import geojson_features, nuclei_table
     from nucseg.inference.outlines import outline_points, outlines_by_id
 
     pixels = nucleus_pixels(labels)
     kept, cut = kept_nuclei(labels, plan, tx, ty, core_x, core_y, pixels)
     if not kept:
-        return [], (np.zeros((0, 2)), np.zeros(0, np.int64)), [], cut
+        return [], (np.zeros((0, 2)), np.zeros(0, np.int64)), ([], []), cut
     keep = np.zeros(int(labels.max()) + 1, bool)
     keep[kept] = True
     labels = np.where(keep[labels], labels, 0)  # a lookup table: np.isin sorts the whole tile
@@ -153,7 +154,14 @@ def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, cor
     texts = [orjson.dumps(feature, option=orjson.OPT_SERIALIZE_NUMPY).decode() for feature in features]
     table["centroid_x"] = x0 + (tx + table["centroid_x"]) * scale
     table["centroid_y"] = y0 + (ty + table["centroid_y"]) * scale
-    return texts, (points, lengths), table.drop(columns="id"), cut
+    table = table.drop(columns="id")
+    return texts, (points, lengths), (list(table.columns), [csv_fields(row) for row in table.to_numpy().tolist()]), cut
+
+
+def csv_fields(values: list) -> str:
+    """A row of numbers as csv.writer writes it (floats by repr, None empty), without its line's end.
+    Made in the workers: the slide's CSV was a quarter of its assembly, on one core at the end."""
+    return ",".join("" if value is None else repr(value) for value in values)
 
 
 def without_pieces_beyond_core(nucleus_map: np.ndarray, config, core_rows, core_cols):
