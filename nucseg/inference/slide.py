@@ -304,8 +304,9 @@ def _assemble(slide, plan: SlidePlan, out_dir: Path, n_parts: int, gzip_geojson:
     """nuclei.geojson(.gz), nuclei.csv and overview.jpg from the parts, streamed part by part;
     nucleus ids follow the parts' order, so they are the same however often the run was resumed.
     Each part is written whole (one text of its features, one of its table's lines) and its
-    outlines are moved onto the overview at once: the assembly runs on one core at the end of the
-    run, where a step per nucleus (226,250 on a 20,000 x 20,000 slide) costs wall time."""
+    outlines' points are scaled to the overview at once (then drawn one by one): the assembly runs
+    on one core at the end of the run, where each step per nucleus (226,250 on a 20,000 x 20,000
+    slide) costs wall time."""
     from PIL import ImageDraw
 
     overview, per_pixel = _overview_image(slide, plan.region)
