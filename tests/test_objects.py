@@ -180,9 +180,10 @@ def test_hull_areas_of_all_regions_at_once_are_qhulls(glioma_tiles):
     images = [shapes] + [tile.label.astype(np.int64) for tile in glioma_tiles[:3]]
     for labels in images:
         count = int(labels.max())
-        border = _border(labels)
-        np.testing.assert_allclose(_hull_areas(labels, border, count), hull_areas_by_qhull(labels, border, count),
-                                   rtol=1e-9, atol=1e-9)
+        border = _border(np.pad(labels, 1), *np.nonzero(labels))
+        np.testing.assert_array_equal(np.stack(np.nonzero(border.image)), np.stack([border.rows, border.cols]))
+        np.testing.assert_allclose(_hull_areas(labels, border, count),
+                                   hull_areas_by_qhull(labels, border.image, count), rtol=1e-9, atol=1e-9)
 
 
 def test_hematoxylin_by_lookup_table_is_skimages_rgb2hed(glioma_tiles):
