@@ -37,7 +37,7 @@ def test_the_target_is_the_true_distance_blended_with_the_teachers(small_dist_fo
     ("runs/{fold}/model.keras", "dist", "only a study fills in"),
     ("UNET", "dist", "outputs 2 channels, not a distance map"),
     ("DIST", "unet", "teacher= is for DIST"),
-    ("nowhere/model.keras", "dist", "no such file"),
+    ("nowhere/model.keras", "dist", r"no such file. Pass a trained model's .keras file \(<run>"),
 ])
 def test_a_teacher_that_cannot_teach_is_named(small_dist_fold, small_unet_fold, glioma_path, teacher, arch, message):
     teacher = {"UNET": str(small_unet_fold), "DIST": str(small_dist_fold)}.get(teacher, teacher)

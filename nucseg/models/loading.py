@@ -22,7 +22,9 @@ def load_keras_model(path: str | Path, compile: bool = False):
 
     path = Path(path)
     if not path.is_file():
-        raise ModelLoadError(f"{path}: no such file. Pass a model.keras file or a SavedModel folder.")
+        raise ModelLoadError(
+            f"{path}: no such file. Pass a trained model's .keras file (<run>/<arch>/<patient>/model.keras)."
+        )
     if not zipfile.is_zipfile(path):
         raise ModelLoadError(
             f"{path}: not a complete .keras file (a .keras file is a zip archive; this one is truncated "
