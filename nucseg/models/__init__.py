@@ -7,7 +7,7 @@ import logging
 import keras
 
 from nucseg.models.losses import masked_mean_squared_error, masked_weighted_cross_entropy
-from nucseg.models.blocks import OUTPUT_LAYERS, MaxUnpooling2D, PerImageStandardization
+from nucseg.models.blocks import OUTPUT_LAYERS, FusedBatchNormalization, MaxUnpooling2D, PerImageStandardization
 from nucseg.config import SIZE_MULTIPLE
 from nucseg.models.nets import deconvnet, fcn8, pangnet, unet
 from nucseg.models.vgg import EncoderWeightsError
@@ -30,6 +30,7 @@ __all__ = [
 def custom_objects() -> dict:
     """What nucseg's `.keras` files name beyond Keras itself; pass it to `keras.models.load_model`."""
     return {
+        "nucseg>FusedBatchNormalization": FusedBatchNormalization,
         "nucseg>MaxUnpooling2D": MaxUnpooling2D,
         "nucseg>PerImageStandardization": PerImageStandardization,
         "nucseg>masked_weighted_cross_entropy": masked_weighted_cross_entropy,

@@ -63,6 +63,39 @@ def imagenet_caffe(inputs):
     return outputs
 
 
+@keras.saving.register_keras_serializable(package="nucseg")
+class FusedBatchNormalization(layers.BatchNormalization):
+    """Keras's BatchNormalization, its training step done by TensorFlow's fused kernel there.
+
+    Written here because Keras 3 computes a training batch's statistics and its normalisation as
+    separate operations (moments, then batch_normalization) and differentiates through each one:
+    about a quarter of a `cpu`-profile DIST step on 2 CPU cores (measured: 175 ms a step with batch
+    norm, 133 without). TensorFlow's FusedBatchNormV3 (oneDNN on a CPU, cuDNN on a GPU) does the
+    same arithmetic in one pass forward and one back. The same normalisation (the batch's biased
+    variance, Keras's epsilon) and the same moving averages: the fused op returns the batch's
+    unbiased variance, which is scaled back to the biased one Keras averages. At inference, under
+    another backend, with a mask or on another axis, it is Keras's layer unchanged."""
+
+    def call(self, inputs, training=None, mask=None):
+        fusable = training and self.trainable and mask is None and len(inputs.shape) == 4 and self.axis in (-1, 3)
+        if not fusable or keras.backend.backend() != "tensorflow":
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = tf.cast(inputs, "float32")  # as Keras does: the statistics in float32 under mixed precision
+        channels = x.shape[-1]
+        gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
+        beta = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
+        outputs, mean, unbiased, *_ = tf.compat.v1.nn.fused_batch_norm(
+            x, gamma, beta, epsilon=self.epsilon, data_format="NHWC", is_training=True
+        )
+        count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), "float32")
+        variance = unbiased * ((count - 1.0) / count)  # n = 1: the op gives 0, as the biased variance is
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return tf.cast(outputs, self.compute_dtype)
+
+
 def conv_block(
     x, filters: int, n_convs: int, name: str, batch_norm: bool = False, kernel_size: int = 3, separable: bool = False
 ):
@@ -72,7 +105,7 @@ def conv_block(
     for i in range(1, n_convs + 1):
         x = convolution(filters, kernel_size, padding="same", use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            x = FusedBatchNormalization(name=f"{name}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
     return x
 
