@@ -127,6 +127,49 @@ def test_mixed_precision_on_a_cpu_is_bfloat16_and_warned_where_it_is_emulated(mo
     assert "emulated, and slower than float32 here" in caplog.text
 
 
+@pytest.mark.parametrize("shape, dtype", [((4, 32, 32, 8), "float32"), ((2, 3, 5, 4), "float32"),
+                                          ((1, 1, 1, 3), "float32"), ((2, 8, 8, 4), "mixed_bfloat16")])
+def test_fused_batch_norm_trains_as_keras_own_does(shape, dtype):
+    """Outputs, gradients and moving averages of a training step as Keras's BatchNormalization's,
+    with TensorFlow's fused kernel doing the work; at inference, the very same outputs."""
+    import tensorflow as tf
+
+    from nucseg.models.blocks import FusedBatchNormalization
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(1.0, 3.0, shape).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=shape).astype(np.float32))
+    gamma, beta = rng.normal(size=(2, shape[-1])).astype(np.float32)
+
+    def step(layer):
+        layer.build(shape)
+        layer.gamma.assign(gamma), layer.beta.assign(beta)
+
+        @tf.function
+        def train(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(tf.cast(y, "float32") * upstream)
+            return y, tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
+
+        y, grads = train(x)
+        ops = {op.type for op in train.get_concrete_function(x).graph.get_operations()}
+        return [y, *grads, layer.moving_mean, layer.moving_variance], ops, layer
+
+    keras_own, keras_ops, keras_layer = step(keras.layers.BatchNormalization(momentum=0.5, dtype=dtype))
+    fused, fused_ops, fused_layer = step(FusedBatchNormalization(momentum=0.5, dtype=dtype))
+    assert "FusedBatchNormV3" in fused_ops and "FusedBatchNormV3" not in keras_ops
+    assert fused[0].dtype == keras_own[0].dtype == keras_layer.compute_dtype
+    tolerance = 2e-2 if dtype == "mixed_bfloat16" else 1e-4
+    for ours, theirs in zip(fused, keras_own):
+        theirs = np.asarray(tf.cast(theirs, "float32"))
+        np.testing.assert_allclose(np.asarray(tf.cast(ours, "float32")), theirs, rtol=tolerance, atol=tolerance)
+    fused_layer.moving_variance.assign(keras_layer.moving_variance)
+    fused_layer.moving_mean.assign(keras_layer.moving_mean)
+    np.testing.assert_array_equal(np.asarray(fused_layer(x)), np.asarray(keras_layer(x)))
+
+
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_every_net_runs_and_a_fold_trains_and_exports_under_jax(glioma_path, tmp_path):
     code = (
