@@ -1,0 +1,43 @@
+"""Milliseconds per training step of a `cpu`-profile DIST fold as `nucseg lopo` trains it: TNBC's
+real pipeline (augmentation in tf.data, patient_01 held out), model.fit, batch 4 of 128 x 128.
+The first fifth of the steps (tracing, warm-up) is not counted. The code measured is the nucseg
+that Python imports: set PYTHONPATH to a checkout (`git worktree add DIR REV`) to measure another
+commit.
+
+    PYTHONPATH=DIR .venv/bin/python results/measured/speed/train_step.py [STEPS]
+"""
+
+import sys
+import time
+
+import keras
+import numpy as np
+
+from nucseg.config import Config
+from nucseg.data.dataset import load_dataset
+from nucseg.models import build_model
+from nucseg.training.optimizer import compile_model
+from nucseg.training.train import training_stream
+
+
+class Clock(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.marks = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.marks.append((time.perf_counter(), time.process_time()))
+
+
+if __name__ == "__main__":
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    config = Config.from_profile("cpu", arch="dist", data="../shared/data/tnbc")
+    tiles = [t for t in load_dataset(config.data, mpp=config.mpp) if t.patient != "patient_01"]
+    keras.utils.set_random_seed(config.seed)
+    model = compile_model(build_model(config), config, total_steps=config.steps)
+    clock = Clock()
+    model.fit(training_stream(config, tiles), steps_per_epoch=100, epochs=steps // 100, verbose=0, callbacks=[clock])
+    marks = np.array(clock.marks)
+    first = len(marks) // 5
+    wall, cpu = (marks[-1] - marks[first]) / (len(marks) - 1 - first) * 1000
+    print(f"{wall:.1f} ms a step, {cpu:.1f} ms of CPU ({len(marks) - 1 - first} steps counted)")
