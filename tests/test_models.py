@@ -170,6 +170,19 @@ def test_fused_batch_norm_trains_as_keras_own_does(shape, dtype):
     np.testing.assert_array_equal(np.asarray(fused_layer(x)), np.asarray(keras_layer(x)))
 
 
+@pytest.mark.parametrize("option", [{"renorm": True}, {"synchronized": True}])
+def test_fused_batch_norm_leaves_to_keras_what_the_fused_kernel_cannot_do(option):
+    import tensorflow as tf
+
+    from nucseg.models.blocks import FusedBatchNormalization
+
+    layer = FusedBatchNormalization(**option)
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 4, 4, 3)).astype(np.float32))
+    layer.build(x.shape)
+    train = tf.function(lambda x: layer(x, training=True))
+    assert "FusedBatchNormV3" not in {op.type for op in train.get_concrete_function(x).graph.get_operations()}
+
+
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_every_net_runs_and_a_fold_trains_and_exports_under_jax(glioma_path, tmp_path):
     code = (

@@ -74,10 +74,12 @@ class FusedBatchNormalization(layers.BatchNormalization):
     same arithmetic in one pass forward and one back. The same normalisation (the batch's biased
     variance, Keras's epsilon) and the same moving averages: the fused op returns the batch's
     unbiased variance, which is scaled back to the biased one Keras averages. At inference, under
-    another backend, with a mask or on another axis, it is Keras's layer unchanged."""
+    another backend, with a mask, on another axis, with renorm or synchronized statistics, it is
+    Keras's layer unchanged."""
 
     def call(self, inputs, training=None, mask=None):
         fusable = training and self.trainable and mask is None and len(inputs.shape) == 4 and self.axis in (-1, 3)
+        fusable = fusable and not (self.renorm or self.synchronized)  # options the fused kernel has not
         if not fusable or keras.backend.backend() != "tensorflow":
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
