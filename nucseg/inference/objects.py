@@ -64,7 +64,7 @@ def nuclei_table(
     d_r, d_c = rows - centre_r[owner - 1], cols - centre_c[owner - 1]
     eccentricity = _eccentricity(mean(d_r * d_r), mean(d_c * d_c), mean(d_r * d_c))
     padded = np.pad(labels, 1)
-    border = _border(padded, rows, cols)
+    border = _border(padded, rows, cols, owner)
     hull = _hull_areas(labels, border, count)[present]
     frame = pd.DataFrame(
         {
@@ -108,30 +108,30 @@ _SIDES, _CORNERS = [(-1, 0), (1, 0), (0, -1), (0, 1)], [(-1, -1), (-1, 1), (1, -
 
 class _Border(NamedTuple):
     """The pixels of a region with a 4-neighbour outside it (regionprops' perimeter pixels): as
-    an image, and as their rows and columns in raster order (np.nonzero's)."""
+    an image, and as their rows, columns (in raster order, np.nonzero's) and regions."""
 
     image: np.ndarray
     rows: np.ndarray
     cols: np.ndarray
+    values: np.ndarray
 
 
-def _border(padded: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> _Border:
+def _border(padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> _Border:
     """The border of the label image padded by one pixel of 0 (`padded`), from its nucleus pixels
-    (`rows`, `cols` in raster order, as nucleus_pixels gives them). Built from those, not found
-    again by np.nonzero of whole tiles (three passes over a slide tile, about 7 ms of its nuclei)."""
-    values = padded[rows + 1, cols + 1]
+    (`rows`, `cols` in raster order and their ids `values`, as nucleus_pixels gives them). Built
+    from those, not found again by np.nonzero of whole tiles (three passes over a slide tile,
+    about 7 ms of its nuclei)."""
     outside = np.logical_or.reduce([_at(padded, rows, cols, dy, dx) != values for dy, dx in _SIDES])
     image = np.zeros((padded.shape[0] - 2, padded.shape[1] - 2), bool)
     image[rows[outside], cols[outside]] = True
-    return _Border(image, rows[outside], cols[outside])
+    return _Border(image, rows[outside], cols[outside], values[outside])
 
 
 def _perimeters(padded: np.ndarray, border: _Border, count: int) -> np.ndarray:
     """skimage.measure.perimeter(region, neighborhood=4) of every region 1..count at once: each
     border pixel coded by its border neighbours of the same region (1 itself, 2 per side, 10 per
     corner), and regionprops' weight per code. `padded`: the label image padded by one pixel of 0."""
-    rows, cols = border.rows, border.cols
-    values = padded[rows + 1, cols + 1]
+    rows, cols, values = border.rows, border.cols, border.values
     padded_border, code = np.pad(border.image, 1), np.ones(len(rows), np.int64)
     for offsets, weight in ((_SIDES, 2), (_CORNERS, 10)):
         for dy, dx in offsets:
@@ -154,7 +154,7 @@ def _hull_areas(labels: np.ndarray, border: _Border, count: int) -> np.ndarray:
     rows, cols = border.rows, border.cols
     if not len(rows):
         return np.full(count, np.nan)
-    row_key = labels[rows, cols].astype(np.int64) * labels.shape[0] + rows  # region, then row
+    row_key = border.values.astype(np.int64) * labels.shape[0] + rows  # region, then row
     order = np.argsort(row_key, kind="stable")  # by region, row, column
     row_key, cols = row_key[order], cols[order].astype(np.float64)
     first = np.flatnonzero(np.r_[True, row_key[1:] != row_key[:-1]])  # each region's rows
