@@ -17,6 +17,36 @@ def test_the_threshold_that_recovers_the_nuclei_is_chosen():
     assert chosen["training_aji"] > 0.95 and chosen["tiles"] == 1
 
 
+def test_dist_choice_scores_each_setting_by_the_nuclei_prediction_finds(glioma_tiles):
+    """The choice reuses its h-maxima over the grid's thresholds; the AJI it keeps must be that of
+    the nuclei `nucseg predict` finds with the chosen setting, and no other setting may beat it."""
+    import itertools
+
+    from nucseg.data.weights import distance_target
+    from nucseg.metrics import ObjectCounts, object_counts
+    from nucseg.postprocess.kinds import instances_from_config, kind_of
+
+    rng = np.random.default_rng(1)
+    labels = [tile.label[:256, :256] for tile in glioma_tiles[:2]]
+    maps = [
+        (distance_target(label) + ndimage.gaussian_filter(rng.normal(0, 2.0, label.shape), 2)).astype(np.float32)
+        for label in labels
+    ]
+    config = Config(arch="dist")
+    chosen = choose_postprocess(maps, labels, config)
+
+    def predicted_aji(setting):
+        trial = config.replace(**setting)
+        counts = (object_counts(instances_from_config(m, trial), label) for m, label in zip(maps, labels))
+        return sum(counts, ObjectCounts()).scores()["aji"]
+
+    grid = kind_of(config).grid
+    ajis = [predicted_aji(dict(zip(grid, values))) for values in itertools.product(*grid.values())]
+    kept = {name: chosen[name] for name in grid}
+    assert chosen["training_aji"] == round(predicted_aji(kept), 4) == round(max(ajis), 4)
+    assert len(set(np.round(ajis, 4))) > 5  # the settings give different nuclei: the choice mattered
+
+
 def test_the_fold_folders_choice_is_what_its_model_is_used_with(tmp_path):
     (tmp_path / POSTPROCESS_FILE).write_text(json.dumps({"threshold": 0.6, "watershed_min_distance": 5,
                                                          "watershed_footprint": 9, "training_aji": 0.6, "tiles": 3}))

@@ -16,7 +16,6 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 from skimage.feature import peak_local_max
-from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from nucseg.labels import renumbered
@@ -136,22 +135,21 @@ def max_of_3x3(image: np.ndarray) -> np.ndarray:
     return both
 
 
-def distance_maxima(distance: np.ndarray, h: float, above: float | None = None) -> np.ndarray:
+def distance_maxima(distance: np.ndarray, h: float, above: float) -> np.ndarray:
     """The markers of the dynamic watershed: the maxima of the distance map that stand at least h
     above the saddle to a higher one (h-maxima), as a boolean image. A plateau is one maximum.
 
-    `above`: the foreground threshold, when only the nuclei matter (instances_from_distance).
-    Then the work is bounded per piece of the foreground (8-connected, holes filled), each looked
-    at alone, and only where it has two maxima or more. This gives the same nuclei as the whole
-    image: a way out of a piece dips to `above` or lower, so between two maxima of one piece the
-    way inside is the higher; the piece's highest maximum is always kept, and where the whole
-    image does not keep it, no other maximum of its piece stands h above its saddle either, so
-    the piece is one nucleus both ways. (Tested in tests/test_dist.py; 0.48 s -> 0.13 s for a
-    1024 x 1024 tile: results/measured/speed/postprocess.txt.) Without `above`, the whole image at
-    once: what the choice of post-processing uses, once per h for all its thresholds."""
+    `above`: the foreground threshold; only the nuclei matter (instances_from_distance). So the
+    work is bounded per piece of the foreground (8-connected, holes filled), each looked at
+    alone, and only where it has two maxima or more. This gives the same nuclei as skimage's
+    h_maxima of the whole image: a way out of a piece dips to `above` or lower, so between two
+    maxima of one piece the way inside is the higher; the piece's highest maximum is always kept,
+    and where the whole image does not keep it, no other maximum of its piece stands h above its
+    saddle either, so the piece is one nucleus both ways. The same holds for the pieces of any
+    higher threshold, which lie within these (the choice of post-processing uses that: see
+    DistanceKind.instances). (Tested in tests/test_dist.py; 0.48 s -> 0.13 s for a 1024 x 1024
+    tile: results/measured/speed/postprocess.txt.)"""
     distance = np.maximum(np.asarray(distance, np.float32), 0)
-    if above is None:
-        return h_maxima(distance, np.float32(h)).astype(bool)
     return _maxima_per_piece(distance, h, foreground_pieces(distance > above))
 
 
@@ -184,8 +182,8 @@ def instances_from_distance(
     pieces: Pieces | None = None,
 ) -> np.ndarray:
     """DIST's dynamic watershed: uint16 label image from a predicted distance map (pixels).
-    `maxima`: distance_maxima(distance, h); `pieces`: foreground_pieces(distance > threshold),
-    where the caller has them already."""
+    `maxima`: distance_maxima(distance, h, above) for an `above` no higher than threshold;
+    `pieces`: foreground_pieces(distance > threshold), where the caller has them already."""
     distance = np.asarray(distance, np.float32)
     filled = pieces.filled if pieces is not None else fill_holes(distance > threshold)
     components, count = _large_components(filled, min_size)

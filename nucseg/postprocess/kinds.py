@@ -99,13 +99,16 @@ class DistanceKind:
 
     def instances(self, nucleus_map: np.ndarray, config, cache: dict | None = None, pieces=None) -> np.ndarray:
         """`cache`: h-maxima kept per (map, lambda), for the choice of post-processing, which tries
-        several thresholds on the same maxima. `pieces`: foreground_pieces(self.foreground(...)),
-        where the caller has them."""
+        every threshold of the grid on the same maxima: those of the pieces of the foreground at
+        the grid's lowest threshold. A piece at a higher threshold lies within one of those, so
+        they give the nuclei of its own maxima (the argument of distance_maxima; tested).
+        `pieces`: foreground_pieces(self.foreground(...)), where the caller has them."""
         maxima = None
-        if cache is not None:
+        lowest = min(self.grid["dist_threshold"])
+        if cache is not None and config.dist_threshold >= lowest:
             key = (id(nucleus_map), config.dist_lambda)
             if key not in cache:
-                cache[key] = distance_maxima(nucleus_map, config.dist_lambda)
+                cache[key] = distance_maxima(nucleus_map, config.dist_lambda, above=lowest)
             maxima = cache[key]
         return instances_from_distance(
             nucleus_map, config.dist_threshold, config.dist_lambda, config.min_object_size, maxima, pieces
