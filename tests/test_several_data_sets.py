@@ -189,7 +189,7 @@ def test_predict_with_no_model_path_uses_the_pretrained_model(glioma_tiles, tmp_
     image = write_png(tmp_path / "in" / "x.png", glioma_tiles[0].image)
     assert main(["predict", str(image), "--out", str(tmp_path / "o"), "--engine", "tensorflow"]) == 0
     captured = capsys.readouterr()
-    assert "using the pretrained model he-nuclei" in captured.err
+    assert "using the pretrained model he-nuclei-fast (" in captured.err
     assert "nuclei ->" in captured.out and (tmp_path / "o" / "x.geojson").is_file()
     n = int(captured.out.split(": ")[1].split(" nuclei")[0])
     assert 0.5 * glioma_tiles[0].n_nuclei < n < 2 * glioma_tiles[0].n_nuclei

@@ -21,7 +21,7 @@ from pathlib import Path
 from nucseg.errors import InputError
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT = "he-nuclei"
+DEFAULT = "he-nuclei-fast"
 PREFIX = "pretrained:"
 CHECKED_FILES = ("model.keras", "config.json", "postprocess.json")
 
