@@ -19,6 +19,7 @@ from nucseg.cli.options import (
 )
 from nucseg.cli.study import cmd_lodo, cmd_lopo, cmd_train
 from nucseg.config import ARCHITECTURES
+from nucseg.pretrained import DEFAULT as DEFAULT_MODEL
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "without this flag) against nucseg's slide route on the same mosaic, alternated",
     )
     stardist.add_argument(
-        "--model", default=None, help="the nucseg model of --predict-only (default: pretrained he-nuclei)"
+        "--model", default=None, help=f"the nucseg model of --predict-only (default: pretrained:{DEFAULT_MODEL})"
     )
     stardist.add_argument("--side", type=int, default=4096, help="--predict-only: side of the square mosaic")
     stardist.add_argument("--repeats", type=int, default=3, help="--predict-only: pairs of timed runs")
@@ -150,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="[MODEL] DATA",
-        help="model.keras, a SavedModel folder or pretrained:NAME (default: the pretrained "
-        "he-nuclei), then a data set folder (TNBC or generic layout)",
+        help=f"model.keras, a SavedModel folder or pretrained:NAME (default: pretrained:{DEFAULT_MODEL}), "
+        "then a data set folder (TNBC or generic layout)",
     )
     evaluate.add_argument(
         "--mpp",
@@ -178,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="[MODEL] IMAGE",
-        help="model.keras, a SavedModel folder or pretrained:NAME (default: the pretrained he-nuclei), then the images",
+        help=f"model.keras, a SavedModel folder or pretrained:NAME (default: pretrained:{DEFAULT_MODEL}), "
+        "then the images",
     )
     predict.add_argument(
         "--mpp",
@@ -205,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="[MODEL] SLIDE",
-        help="model.keras, a SavedModel folder or pretrained:NAME (default: the pretrained he-nuclei), "
+        help=f"model.keras, a SavedModel folder or pretrained:NAME (default: pretrained:{DEFAULT_MODEL}), "
         "then the slides (.svs, .ndpi, .mrxs, .scn, pyramidal .tif, ...)",
     )
     slide.add_argument("--out", required=True, help="one folder per slide is made in it (rerun to resume)")
