@@ -83,6 +83,24 @@ def test_a_diverging_run_stops_with_a_clear_message(synthetic, tmp_path):
         train_fold(config, synthetic[1], SYNTHETIC_HELD_OUT, tmp_path / "nan", verbose=0)
 
 
+def test_a_folder_whose_run_never_began_is_taken_by_the_corrected_command(tmp_path):
+    """A command that stopped before training (a bad --init, say) leaves config.json alone: the
+    corrected command takes the folder; a folder with anything of a run in it is still refused."""
+    from nucseg.io import RunLock
+    from nucseg.training.runs import CONFIG_FILE, claim_folder
+
+    first, corrected = Config(base_filters=16), Config(base_filters=8)
+    claim_folder(tmp_path / "new", first)
+    (tmp_path / "new" / RunLock.NAME).write_text("the corrected command's own lock")
+    claim_folder(tmp_path / "new", corrected)
+    assert Config.read_json(tmp_path / "new" / CONFIG_FILE) == corrected
+    claim_folder(tmp_path / "begun", first)
+    (tmp_path / "begun" / "losses.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"another configuration \(differs in \['base_filters'\]\)"):
+        claim_folder(tmp_path / "begun", corrected)
+    assert Config.read_json(tmp_path / "begun" / CONFIG_FILE) == first
+
+
 def fit_again(config, tiles, out):
     """The fold's training alone (resumed where out holds a checkpoint): resuming is the fit's
     job, so the export and the scoring of a fold are left out (tested above)."""

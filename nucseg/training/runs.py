@@ -1,13 +1,14 @@
 """Run folders belong to one configuration: the first run writes its config.json, a later run
 in the same folder must bring the same configuration (but the fields it may vary), else it is
-refused with a message, so that a folder never mixes results of two configurations."""
+refused with a message, so that a folder never mixes results of two configurations. A folder
+that holds its config.json alone (its run stopped before training began) is taken over."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from nucseg.config import Config, ConfigError
-from nucseg.io import write_json_atomic
+from nucseg.io import RunLock, write_json_atomic
 
 CONFIG_FILE = "config.json"
 
@@ -19,6 +20,11 @@ def claim_folder(out_dir: str | Path, config: Config, ignore=("data",)) -> None:
     if path.is_file():
         previous = Config.read_json(path)
         if previous.config_hash(ignore) != config.config_hash(ignore):
+            if {p.name for p in out_dir.iterdir()} <= {CONFIG_FILE, RunLock.NAME}:
+                # a run stopped before it began (a bad --init, say): nothing of it to keep, so the
+                # corrected command may take the folder
+                write_json_atomic(path, config.to_dict())
+                return
             changed = sorted(k for k, v in config.to_dict().items() if getattr(previous, k) != v and k not in ignore)
             raise ConfigError(
                 f"{out_dir} holds a run with another configuration (differs in {changed}). "

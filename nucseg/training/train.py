@@ -12,6 +12,7 @@ config.seed, so that a fold is reproducible.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -101,6 +102,14 @@ def keras_file_of(model: str) -> Path:
     return path / "model.keras" if path.is_dir() else path
 
 
+def _first_difference(shapes_there: list, shapes_here: list) -> str:
+    """'weight i: (shape) there, (shape) here' for the first weight whose shapes differ."""
+    for i, (there, here) in enumerate(itertools.zip_longest(shapes_there, shapes_here, fillvalue="none")):
+        if there != here:
+            return f"weight {i}: {there} there, {here} here"
+    return "the same shapes"
+
+
 def initialise_from(model: keras.Model, path: str) -> None:
     """Fine-tuning: the weights of the model at `path` (a .keras file, or a fold folder holding
     one) copied into `model`, which must be the same net (architecture and widths)."""
@@ -116,8 +125,9 @@ def initialise_from(model: keras.Model, path: str) -> None:
     if shapes[0] != shapes[1]:
         raise InputError(
             f"--init {path}: that model ({trained.name}, {len(shapes[0])} weights) is not the net being "
-            f"trained ({model.name}, {len(shapes[1])} weights): fine-tune with the same --arch and "
-            "widths (base_filters, unet_depth) as the model was trained with"
+            f"trained ({model.name}, {len(shapes[1])} weights; {_first_difference(*shapes)}): "
+            "fine-tune with the same --arch and widths (base_filters, unet_depth) as the model was trained "
+            "with (a shipped model's are in its config.json)"
         )
     model.set_weights(trained.get_weights())
 
