@@ -66,8 +66,10 @@ def test_killed_mid_fold_and_rerun_gives_every_row_once(synthetic, tmp_path, mon
 def test_another_configuration_in_a_run_folder_is_refused(glioma_tiles, glioma_path, tmp_path, monkeypatch):
     import nucseg.study.lopo as lopo
 
-    def stopped(*args, **kwargs):
-        raise KeyboardInterrupt  # the first run is stopped as its first fold starts: the folder is claimed
+    def stopped(job, *args, **kwargs):
+        job.fold_dir.mkdir(parents=True)  # the first run is stopped once its first fold has begun
+        (job.fold_dir / "losses.json").write_text("{}")
+        raise KeyboardInterrupt
 
     out = tmp_path / "run"
     monkeypatch.setattr(lopo, "run_fold", stopped)
