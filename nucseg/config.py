@@ -42,6 +42,7 @@ HASHED_ONLY_WHEN_SET = {
     "separable_from": 1,
     "teacher": None,
     "distill_weight": 0.5,
+    "deconvnet_filters": 0,
 }
 DEFAULT_DATA = "data/tnbc"
 
@@ -87,6 +88,7 @@ class Config:
     base_filters: int = 64  # U-Net, FCN-8s, DeconvNet: first level width (VGG16: 64)
     unet_depth: int = 4  # number of poolings; base_filters * 2**depth at the bottom
     fc_filters: int = 4096  # FCN-8s fc6/fc7 and DeconvNet fc width
+    deconvnet_filters: int = 0  # DeconvNet's first level width, where it differs from base_filters (0: the same)
     batch_norm: bool = True
     input_norm: str = "per_image"  # "per_image": each image's channels to mean 0, std 1; "unit": 0..255 -> -1..1
     grid: int = 1  # U-Net and DIST: 2 runs the net at half resolution and upsamples its output (a quarter of the cost)
@@ -224,6 +226,8 @@ class Config:
         for name in ("steps", "steps_per_epoch", "batch_size", "base_filters", "fc_filters", "elastic_points"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be at least 1")
+        if self.deconvnet_filters < 0:
+            problems.append(f"deconvnet_filters={self.deconvnet_filters} must be 0 (base_filters) or a width")
         if not 1 <= self.unet_depth <= 5:
             problems.append(f"unet_depth={self.unet_depth} must be between 1 and 5")
         if self.lr <= 0:
@@ -346,16 +350,19 @@ PROFILES: dict[str, dict] = {
         "batch_size": 4,
         "lr": 0.05,
     },
-    # At most about 8 minutes a fold on 2 CPU cores: a U-Net (and DIST) of 16..256 filters, 2000
-    # steps of batch 4 at 128x128 (0.12-0.17 s/step measured on the same machine on different days;
-    # a DIST fold took 5.3 minutes, training, choice of post-processing and scoring included; 3000
-    # steps with TTA took 11 minutes, over the budget); FCN-8s and DeconvNet at 16..128 filters, fc 128.
+    # About 5 minutes a fold on 2 CPU cores (issue 20): U-Net and DIST of 8..128 filters, FCN-8s of
+    # 8..64 with fc 128, 3000 steps of batch 4 at 128x128, training, choice of post-processing and
+    # scoring included (a DIST fold: 256 s on a 2-core AMD EPYC Zen 4). Until 2026-12 it was 16
+    # filters and 2000 steps; on the same TNBC folds these nets score as high at a quarter of the
+    # multiply-adds (results/measured/tnbc_cpu_*_b8_3000, docs/speed.md, seventeenth round).
+    # DeconvNet stays at 16..128: at 8 it lost 0.08 AJI (results/measured/tnbc_cpu_deconvnet_b8_3000).
     "cpu": {
         "crop": 128,
-        "base_filters": 16,
+        "base_filters": 8,
         "unet_depth": 4,
         "fc_filters": 128,
-        "steps": 2000,
+        "deconvnet_filters": 16,
+        "steps": 3000,
         "steps_per_epoch": 100,
         "batch_size": 4,
         "lr": 0.05,

@@ -269,3 +269,16 @@ def test_cheaper_dist_variants_keep_full_resolution_at_the_cost_counted():
 
     with pytest.raises(ConfigError, match="grid_skip=true needs grid=2"):
         config.replace(grid_skip=True)
+
+
+def test_the_cpu_profile_keeps_deconvnet_at_16_filters_and_narrows_the_others():
+    """DeconvNet lost 0.08 AJI at 8 filters (results/measured/tnbc_cpu_deconvnet_b8_3000); the other
+    nets scored as high at 8 (docs/speed.md, seventeenth round)."""
+
+    def first_width(**fields):
+        model = build_model(Config.from_profile("cpu", **fields))
+        return next(layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+
+    assert first_width(arch="deconvnet") == 16
+    assert first_width(arch="deconvnet", deconvnet_filters=0) == 8  # 0: base_filters, as before the field
+    assert first_width(arch="fcn8") == first_width(arch="unet") == 8

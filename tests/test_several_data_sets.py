@@ -169,6 +169,20 @@ def test_the_pretrained_models_load_offline_and_are_small(monkeypatch, name):
         assert config.teacher[len(pretrained.PREFIX) :] in pretrained.available()
 
 
+@pytest.mark.parametrize("name, overrides", [("he-nuclei-fast", {}), ("he-nuclei", {"base_filters": 16})])
+def test_the_cpu_profile_fine_tunes_the_shipped_models_as_the_readme_says(name, overrides):
+    """`nucseg train --init pretrained:he-nuclei-fast --profile cpu` (and he-nuclei with
+    --set base_filters=16) build the net the shipped weights fit."""
+    from nucseg import pretrained
+    from nucseg.models import build_model
+    from nucseg.training.train import initialise_from
+
+    model = build_model(Config.from_profile("cpu", arch="dist", **overrides))
+    initialise_from(model, str(pretrained.model_file(name)))
+    shipped = pretrained.load(name)
+    np.testing.assert_array_equal(np.asarray(model.weights[0]), np.asarray(shipped.weights[0]))
+
+
 def test_an_altered_pretrained_model_is_refused(tmp_path, monkeypatch):
     from nucseg import pretrained
 

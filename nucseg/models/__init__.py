@@ -70,7 +70,11 @@ def build_model(config) -> keras.Model:
             config.base_filters, config.fc_filters, config.encoder_weights, config.batch_norm, config.input_norm
         ),
         "deconvnet": lambda: deconvnet(
-            config.base_filters, config.fc_filters, config.encoder_weights, config.batch_norm, config.input_norm
+            config.deconvnet_filters or config.base_filters,
+            config.fc_filters,
+            config.encoder_weights,
+            config.batch_norm,
+            config.input_norm,
         ),
     }
     model = builders[config.arch]()
