@@ -227,7 +227,9 @@ class Config:
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be at least 1")
         if self.deconvnet_filters < 0:
-            problems.append(f"deconvnet_filters={self.deconvnet_filters} must be 0 (base_filters) or a width")
+            problems.append(
+                f"deconvnet_filters={self.deconvnet_filters} must be 0 (DeconvNet at base_filters) or a positive width"
+            )
         if not 1 <= self.unet_depth <= 5:
             problems.append(f"unet_depth={self.unet_depth} must be between 1 and 5")
         if self.lr <= 0:

@@ -77,6 +77,7 @@ def test_cli_reports_a_bad_option_without_a_traceback(capsys):
     ({"flip": "ture"}, "flip='ture' must be true or false"),
     ({"crop": "abc"}, "crop='abc' must be an integer"),
     ({"lr": "fast"}, "lr='fast' must be a number"),
+    ({"deconvnet_filters": -1}, "deconvnet_filters=-1 must be 0 (DeconvNet at base_filters) or a positive width"),
 ])
 def test_out_of_range_or_mistyped_values_are_named(changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
