@@ -85,7 +85,7 @@ class Config:
 
     # network
     arch: str = "unet"
-    base_filters: int = 64  # U-Net, FCN-8s, DeconvNet: first level width (VGG16: 64)
+    base_filters: int = 64  # U-Net, FCN-8s, DeconvNet (unless deconvnet_filters): first level width (VGG16: 64)
     unet_depth: int = 4  # number of poolings; base_filters * 2**depth at the bottom
     fc_filters: int = 4096  # FCN-8s fc6/fc7 and DeconvNet fc width
     deconvnet_filters: int = 0  # DeconvNet's first level width, where it differs from base_filters (0: the same)
@@ -357,7 +357,8 @@ PROFILES: dict[str, dict] = {
     # scoring included (a DIST fold: 256 s on a 2-core AMD EPYC Zen 4). Until 2026-12 it was 16
     # filters and 2000 steps; on the same TNBC folds these nets score as high at a quarter of the
     # multiply-adds (results/measured/tnbc_cpu_*_b8_3000, docs/speed.md, seventeenth round).
-    # DeconvNet stays at 16..128: at 8 it lost 0.08 AJI (results/measured/tnbc_cpu_deconvnet_b8_3000).
+    # DeconvNet stays at 16..128, in folds of about 11 minutes: at 8 it lost 0.08 AJI
+    # (results/measured/tnbc_cpu_deconvnet_b8_3000, tnbc_cpu_deconvnet_3000).
     "cpu": {
         "crop": 128,
         "base_filters": 8,
