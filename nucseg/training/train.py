@@ -103,11 +103,10 @@ def keras_file_of(model: str) -> Path:
 
 
 def _first_difference(shapes_there: list, shapes_here: list) -> str:
-    """'weight i: (shape) there, (shape) here' for the first weight whose shapes differ."""
-    for i, (there, here) in enumerate(itertools.zip_longest(shapes_there, shapes_here, fillvalue="none")):
-        if there != here:
-            return f"weight {i}: {there} there, {here} here"
-    return "the same shapes"
+    """'weight i: (shape) there, (shape) here' for the first weight whose shapes differ (the
+    caller has found that some do)."""
+    pairs = enumerate(itertools.zip_longest(shapes_there, shapes_here, fillvalue="none"))
+    return next(f"weight {i}: {there} there, {here} here" for i, (there, here) in pairs if there != here)
 
 
 def initialise_from(model: keras.Model, path: str) -> None:
