@@ -196,6 +196,27 @@ def test_the_slide_benchmark_builds_a_pyramid_and_prints_its_numbers(glioma_tile
     assert "megapixels/s" in format_slide_benchmark(result)
 
 
+def test_the_benchmarks_mosaic_takes_tiles_smaller_than_its_crops(glioma_tiles, tmp_path):
+    """CoNSeP's tiles are 256 x 256: the mosaic's crops shrink to them (it raised a broadcast error)."""
+    import dataclasses
+
+    import tifffile
+
+    from nucseg.bench.slide import MOSAIC_CROP, mosaic_crop, mosaic_tile, write_mosaic_slide
+
+    small = [dataclasses.replace(t, image=t.image[:256, :256], label=t.label[:256, :256]) for t in glioma_tiles[:5]]
+    assert mosaic_crop(glioma_tiles) == MOSAIC_CROP and mosaic_crop(small) == 256
+    path = write_mosaic_slide(tmp_path / "mosaic.tif", small, 640)
+    level0 = tifffile.imread(path, level=0)
+    assert level0.shape == (640, 640, 3)
+    for row, column in ((0, 0), (0, 1), (1, 2), (2, 1)):
+        crop = small[mosaic_tile(row, column, len(small))].image
+        top, left = row * 256, column * 256
+        expected = crop[: 640 - top, : 640 - left]
+        assert np.array_equal(level0[top : top + 256, left : left + 256], expected), (row, column)
+    assert [p.name for p in tmp_path.iterdir()] == ["mosaic.tif"]  # written under another name, then renamed
+
+
 def test_nuclei_workers_in_processes_give_what_one_thread_gives(mosaic, tmp_path):
     slide = write_pyramid(tmp_path / "mosaic.tif", mosaic)
     thread = run_slide(pixelwise_predictor, Config(), slide, tmp_path / "thread", tile=512, overlap=128, verbose=0,

@@ -10,20 +10,29 @@ from pathlib import Path
 
 import numpy as np
 
+from nucseg.io import save_with
+
 TIFF_TILE = 256
 
 
 MOSAIC_CROP = 512
 
 
+def mosaic_crop(tiles) -> int:
+    """The side of the mosaic's square crops: MOSAIC_CROP, or the smallest tile's side where a data
+    set's tiles are smaller (CoNSeP's are 256 x 256)."""
+    return min(MOSAIC_CROP, *(min(tile.image.shape[:2]) for tile in tiles))
+
+
 def mosaic_tile(row: int, column: int, count: int) -> int:
-    """Which of `count` tiles gives the mosaic's crop at (row, column), in crops of MOSAIC_CROP."""
+    """Which of `count` tiles gives the mosaic's crop at (row, column), in crops of mosaic_crop."""
     return (row * 7 + column) % count
 
 
-def mosaic_block(tiles, y: int, x: int, height: int, width: int) -> np.ndarray:
-    """Pixels [y, y + height) x [x, x + width) of an endless mosaic of the tiles' 512 x 512 crops."""
-    side = MOSAIC_CROP
+def mosaic_block(tiles, y: int, x: int, height: int, width: int, crop: int | None = None) -> np.ndarray:
+    """Pixels [y, y + height) x [x, x + width) of an endless mosaic of the tiles' crops (`crop`:
+    mosaic_crop(tiles), given by a caller that asks for many blocks)."""
+    side = crop or mosaic_crop(tiles)
     block = np.empty((height, width, 3), np.uint8)
     for by in range(y - y % side, y + height, side):
         for bx in range(x - x % side, x + width, side):
@@ -35,8 +44,12 @@ def mosaic_block(tiles, y: int, x: int, height: int, width: int) -> np.ndarray:
 
 
 def write_mosaic_slide(path: Path, tiles, side: int, mpp: float = 0.25, levels: int = 3) -> Path:
-    """A side x side pyramidal tiled TIFF (deflate tiles: JPEG would need imagecodecs) with resolution tags."""
+    """A side x side pyramidal tiled TIFF (deflate tiles: JPEG would need imagecodecs) with resolution
+    tags. Written under another name and renamed when whole: a run stopped while writing it leaves no
+    partial slide for the next run to take as made."""
     import tifffile
+
+    crop = mosaic_crop(tiles)
 
     def level_tiles(level):
         step = 2**level
@@ -44,26 +57,28 @@ def write_mosaic_slide(path: Path, tiles, side: int, mpp: float = 0.25, levels: 
         for ty in range(0, size, TIFF_TILE):
             for tx in range(0, size, TIFF_TILE):
                 h, w = min(TIFF_TILE, size - ty), min(TIFF_TILE, size - tx)
-                block = mosaic_block(tiles, ty * step, tx * step, h * step, w * step)[::step, ::step]
+                block = mosaic_block(tiles, ty * step, tx * step, h * step, w * step, crop)[::step, ::step]
                 out = np.full((TIFF_TILE, TIFF_TILE, 3), 255, np.uint8)
                 out[: block.shape[0], : block.shape[1]] = block
                 yield out
 
-    with tifffile.TiffWriter(path, bigtiff=True) as tif:
-        for level in range(levels):
-            size = -(-side // 2**level)
-            tif.write(
-                level_tiles(level),
-                shape=(size, size, 3),
-                dtype=np.uint8,
-                tile=(TIFF_TILE, TIFF_TILE),
-                photometric="rgb",
-                compression="zlib",
-                subfiletype=0 if level == 0 else 1,
-                resolution=(1e4 / mpp / 2**level,) * 2,
-                resolutionunit="CENTIMETER",
-            )
-    return path
+    def write(temporary):
+        with tifffile.TiffWriter(temporary, bigtiff=True) as tif:
+            for level in range(levels):
+                size = -(-side // 2**level)
+                tif.write(
+                    level_tiles(level),
+                    shape=(size, size, 3),
+                    dtype=np.uint8,
+                    tile=(TIFF_TILE, TIFF_TILE),
+                    photometric="rgb",
+                    compression="zlib",
+                    subfiletype=0 if level == 0 else 1,
+                    resolution=(1e4 / mpp / 2**level,) * 2,
+                    resolutionunit="CENTIMETER",
+                )
+
+    return save_with(path, write, suffix=".tif")
 
 
 def bench_slide(
