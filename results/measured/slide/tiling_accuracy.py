@@ -21,7 +21,7 @@ import numpy as np
 import tifffile
 
 from nucseg import pretrained
-from nucseg.bench.slide import MOSAIC_CROP, mosaic_tile, write_mosaic_slide
+from nucseg.bench.slide import mosaic_crop, mosaic_tile, write_mosaic_slide
 from nucseg.data.dataset import load_dataset
 from nucseg.hardware import cpu_summary
 from nucseg.inference.predict import usable_model
@@ -29,28 +29,29 @@ from nucseg.inference.slide import run_slide
 from nucseg.inference.tiles import fitted_tile
 from nucseg.metrics import ObjectCounts, PixelCounts, all_scores, object_counts, pixel_counts
 
-SIDE, TILE, OVERLAP, CROP = 4096, 1024, 128, MOSAIC_CROP
+SIDE, TILE, OVERLAP = 4096, 1024, 128
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 def label_mosaic(tiles) -> np.ndarray:
     """The labels of the mosaic `write_mosaic_slide` makes (its crops placed by
     `bench.slide.mosaic_tile`), each block's nuclei numbered apart from the others'."""
-    mosaic, offset = np.zeros((SIDE, SIDE), np.int64), 0
-    for by in range(0, SIDE, CROP):
-        for bx in range(0, SIDE, CROP):
-            crop = tiles[mosaic_tile(by // CROP, bx // CROP, len(tiles))].label[:CROP, :CROP].astype(np.int64)
-            mosaic[by : by + CROP, bx : bx + CROP] = np.where(crop > 0, crop + offset, 0)
+    mosaic, offset, side = np.zeros((SIDE, SIDE), np.int64), 0, mosaic_crop(tiles)
+    for by in range(0, SIDE, side):
+        for bx in range(0, SIDE, side):
+            crop = tiles[mosaic_tile(by // side, bx // side, len(tiles))].label[:side, :side].astype(np.int64)
+            crop = crop[: SIDE - by, : SIDE - bx]
+            mosaic[by : by + side, bx : bx + side] = np.where(crop > 0, crop + offset, 0)
             offset += int(crop.max()) + 1
     return mosaic
 
 
-def pooled_scores(predicted: np.ndarray, truth: np.ndarray) -> dict:
-    """Scores of the mosaic's blocks (each one of the data set's crops), their counts summed."""
+def pooled_scores(predicted: np.ndarray, truth: np.ndarray, side: int) -> dict:
+    """Scores of the mosaic's blocks (each one of the data set's crops, `side` pixels), their counts summed."""
     pixels, objects = PixelCounts(), ObjectCounts()
-    for by in range(0, SIDE, CROP):
-        for bx in range(0, SIDE, CROP):
-            window = (slice(by, by + CROP), slice(bx, bx + CROP))
+    for by in range(0, SIDE, side):
+        for bx in range(0, SIDE, side):
+            window = (slice(by, by + side), slice(bx, bx + side))
             pixels = pixels + pixel_counts(predicted[window], truth[window])
             objects = objects + object_counts(predicted[window], truth[window])
     return all_scores(pixels, objects)
@@ -77,7 +78,7 @@ def main() -> None:
                     )
                 predicted = tifffile.imread(out / "labels.tif").astype(np.int64)
                 assert predicted.shape == truth.shape, predicted.shape
-                s = pooled_scores(predicted, truth)
+                s = pooled_scores(predicted, truth, mosaic_crop(tiles))
                 print(
                     f"| {name} | {tiling} | {side} | {summary['nuclei']} | {s['f1']:.4f} | {s['aji']:.4f} | "
                     f"{s['object_f1']:.4f} | {s['pq']:.4f} |",

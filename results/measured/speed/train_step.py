@@ -2,9 +2,11 @@
 real pipeline (augmentation in tf.data, patient_01 held out), model.fit, batch 4 of 128 x 128.
 The first fifth of the steps (tracing, warm-up) is not counted. The code measured is the nucseg
 that Python imports: set PYTHONPATH to a checkout (`git worktree add DIR REV`) to measure another
-commit.
+commit. BASE_FILTERS (default: the profile's) sets the net's width: the sessions' notes give the
+day's speed with `300 16`, the `cpu` profile's width until its seventeenth round (8 since), so
+that days stay comparable.
 
-    PYTHONPATH=DIR .venv/bin/python results/measured/speed/train_step.py [STEPS]
+    PYTHONPATH=DIR .venv/bin/python results/measured/speed/train_step.py [STEPS [BASE_FILTERS]]
 """
 
 import sys
@@ -32,6 +34,8 @@ class Clock(keras.callbacks.Callback):
 if __name__ == "__main__":
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     config = Config.from_profile("cpu", arch="dist", data="../shared/data/tnbc")
+    if len(sys.argv) > 2:
+        config = config.replace(base_filters=int(sys.argv[2]))
     tiles = [t for t in load_dataset(config.data, mpp=config.mpp) if t.patient != "patient_01"]
     keras.utils.set_random_seed(config.seed)
     model = compile_model(build_model(config), config, total_steps=config.steps)
