@@ -6,7 +6,9 @@
    From each annotated nucleus's reach up, down, left and right, the share of such nuclei a slide
    would lose, their centroids falling anywhere in a core of 1024 - overlap pixels: along an axis a
    nucleus is cut where its centroid lies closer to the core's side than its reach that way, less
-   half the overlap.
+   half the overlap. And the share no tile could keep whole under any rule of which tile keeps it
+   (a rule that lets a neighbour keep a nucleus its owner cuts): along an axis, a nucleus fits in
+   no tile where it reaches past both ends of an overlap.
 2. The default model over a 4096 x 4096 mosaic of each set's annotated crops (what `nucseg bench
    slide` times), its label image scored against the mosaic of the crops' labels crop by crop, as
    `tiling_accuracy.py` does (crops of 512 x 512, CoNSeP's 256 x 256), with `--overlap` 128 (the
@@ -66,6 +68,15 @@ def expected_cut(reach: np.ndarray, overlap: int, tile: int = 1024) -> float:
     return float(np.mean(1 - (1 - np.minimum(across[0], 1)) * (1 - np.minimum(across[1], 1))))
 
 
+def uncoverable(reach: np.ndarray, overlap: int, tile: int = 1024) -> float:
+    """The share of the nuclei that fit in no tile whole (see the module's text): along an axis, a
+    nucleus of w = up + down + 1 pixels reaches past both ends of an overlap of `overlap` rows in
+    w - overlap - 1 of the core's positions. Never more than `expected_cut`."""
+    core = tile - overlap
+    across = [np.clip(reach[:, a] + reach[:, b] - overlap, 0, None) / core for a, b in ((1, 2), (3, 4))]
+    return float(np.mean(1 - (1 - np.minimum(across[0], 1)) * (1 - np.minimum(across[1], 1))))
+
+
 def main() -> None:
     model = usable_model(pretrained.path() / "model.keras", precision="auto", engine="auto")
     print(f"{cpu_summary()}; {model.runs_as}; model {pretrained.DEFAULT}, {model.config.mpp} microns a pixel")
@@ -75,9 +86,11 @@ def main() -> None:
     print(
         "| data | nuclei | median | 99th percentile | 99.9th | largest | reaching 32 or more | 48 or more | "
         + " | ".join(f"cut in 100,000 at --overlap {overlap}" for overlap in OVERLAPS)
+        + " | "
+        + " | ".join(f"in no tile whole at {overlap}" for overlap in OVERLAPS)
         + " |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(OVERLAPS))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * 2 * len(OVERLAPS))
     loaded = {}
     for name in SETS:
         tiles = load_dataset(DATA / name, mpp=model.config.mpp)
@@ -92,6 +105,7 @@ def main() -> None:
         reach = np.concatenate(whole)
         r = reach[:, 0]
         cuts = " | ".join(f"{1e5 * expected_cut(reach, overlap):.1f}" for overlap in OVERLAPS)
+        cuts += " | " + " | ".join(f"{1e5 * uncoverable(reach, overlap):.1f}" for overlap in OVERLAPS)
         print(
             f"| {name} | {len(r)} | {np.median(r):.1f} | {np.percentile(r, 99):.1f} | {np.percentile(r, 99.9):.1f} "
             f"| {r.max():.1f} | {(r >= 32).sum()} | {(r >= 48).sum()} | {cuts} |",
