@@ -179,6 +179,23 @@ def test_the_learning_rate_decays_over_exactly_the_steps_trained(synthetic, tmp_
     assert float(model.optimizer.learning_rate) == pytest.approx(float(schedule(steps)), rel=1e-5)
 
 
+def test_a_run_traces_its_train_step_once(synthetic, tmp_path, monkeypatch):
+    """The optimiser is built before fit: Keras's TensorFlow trainer built it inside the first trace
+    of the step, and TensorFlow traced a step that made variables again (two traces a fold)."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the double trace is tf.function's")
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer  # the step each trace runs
+
+    from nucseg.training.train import fit
+
+    traced, step = [], TensorFlowTrainer.train_step
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", lambda self, data: traced.append(1) or step(self, data))
+    data, tiles = synthetic
+    config = fold_config(data, arch="dist", steps=20, steps_per_epoch=10)
+    model = fit(config, [t for t in tiles if t.patient != SYNTHETIC_HELD_OUT], tmp_path, verbose=0)
+    assert int(model.optimizer.iterations) == 20 and len(traced) == 1
+
+
 def test_steps_that_are_not_whole_epochs_are_refused():
     with pytest.raises(ConfigError, match="steps=125 must be a multiple of steps_per_epoch=50"):
         Config.from_profile("quick", steps=125)
