@@ -57,24 +57,31 @@ def reaches(label: np.ndarray) -> np.ndarray:
     return np.stack([largest, up, down, left, right], axis=1)
 
 
+def share_lost(positions: list[np.ndarray], core: int) -> float:
+    """The mean over nuclei of the chance that a centroid placed anywhere in a core of `core` x
+    `core` pixels falls where it is lost along either axis, given each nucleus's number of such
+    positions along rows and along columns."""
+    rows, cols = (np.minimum(p / core, 1) for p in positions)
+    return float(np.mean(1 - (1 - rows) * (1 - cols)))
+
+
+AXES = ((1, 2), (3, 4))  # reach's (up, down) and (left, right) columns
+
+
 def expected_cut(reach: np.ndarray, overlap: int, tile: int = 1024) -> float:
     """The share of the nuclei that tiles of `tile` overlapping by `overlap` would cut, each
     nucleus's centroid placed anywhere in a core (see the module's text)."""
-    half, core = overlap / 2, tile - overlap
-    across = [
-        (np.clip(reach[:, a] - half, 0, None) + np.clip(reach[:, b] - half, 0, None)) / core
-        for a, b in ((1, 2), (3, 4))
-    ]
-    return float(np.mean(1 - (1 - np.minimum(across[0], 1)) * (1 - np.minimum(across[1], 1))))
+    half = overlap / 2
+    return share_lost(
+        [np.clip(reach[:, a] - half, 0, None) + np.clip(reach[:, b] - half, 0, None) for a, b in AXES], tile - overlap
+    )
 
 
 def uncoverable(reach: np.ndarray, overlap: int, tile: int = 1024) -> float:
     """The share of the nuclei that fit in no tile whole (see the module's text): along an axis, a
     nucleus of w = up + down + 1 pixels reaches past both ends of an overlap of `overlap` rows in
     w - overlap - 1 of the core's positions. Never more than `expected_cut`."""
-    core = tile - overlap
-    across = [np.clip(reach[:, a] + reach[:, b] - overlap, 0, None) / core for a, b in ((1, 2), (3, 4))]
-    return float(np.mean(1 - (1 - np.minimum(across[0], 1)) * (1 - np.minimum(across[1], 1))))
+    return share_lost([np.clip(reach[:, a] + reach[:, b] - overlap, 0, None) for a, b in AXES], tile - overlap)
 
 
 def main() -> None:
