@@ -45,6 +45,12 @@ def native_bfloat16() -> bool:
     return any(flag in cpu_flags() for flag in NATIVE_BFLOAT16_FLAGS)
 
 
+def avx2_without_avx512() -> bool:
+    """The AVX2-only kind of CPU (as the AMD EPYC of issue 20): AVX2, no AVX512 of any kind."""
+    flags = cpu_flags()
+    return "avx2" in flags and not any(flag.startswith("avx512") for flag in flags)
+
+
 def surely_no_gpu(dev: Path = Path("/dev")) -> bool:
     """True on Linux without the device files a GPU needs: CUDA's /dev/nvidia0.., ROCm's /dev/kfd,
     WSL 2's /dev/dxg. Then TensorFlow cannot see one, and a process whose net runs in OpenVINO

@@ -27,9 +27,10 @@ def main(run: str, name: str) -> None:
     values["data"] = [Path(p).name for p in config.data_paths]
     (folder / "config.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
     shutil.copy(run / "postprocess.json", folder / "postprocess.json")
-    sums = [f"{hashlib.sha256((folder / f).read_bytes()).hexdigest()}  {f}" for f in CHECKED_FILES]
+    files = [f for f in CHECKED_FILES if (folder / f).is_file()]  # an int8 copy: scripts/quantise_pretrained.py, after
+    sums = [f"{hashlib.sha256((folder / f).read_bytes()).hexdigest()}  {f}" for f in files]
     (folder / "SHA256SUMS").write_text("\n".join(sums) + "\n")
-    print(f"{folder}: {', '.join(f'{f} {(folder / f).stat().st_size / 1e6:.1f} MB' for f in CHECKED_FILES)}")
+    print(f"{folder}: {', '.join(f'{f} {(folder / f).stat().st_size / 1e6:.1f} MB' for f in files)}")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,13 @@ def test_auto_choices(monkeypatch):
         assert engines.choose_precision("auto", "openvino") == "bfloat16"  # measured faster, nuclei as good
         assert engines.choose_precision("auto", "tensorflow") == "float32"  # TensorFlow rounds the output
         assert engines.choose_precision("float32", "openvino") == "float32"
+    # int8: on the AVX2-only kind, for a model with an int8 copy only (measured there; docs/speed.md)
+    monkeypatch.setattr(nucseg.hardware, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert engines.choose_precision("auto", "openvino", int8_copy=True) == "int8"
+    assert engines.choose_precision("auto", "tensorflow", int8_copy=True) == "float32"
+    for flags in ({"avx2", "avx512f", "avx512_vnni"}, {"avx2", "avx512f", "avx512_bf16"}):  # not measured; bfloat16
+        monkeypatch.setattr(nucseg.hardware, "cpu_flags", lambda flags=flags: frozenset(flags))
+        assert engines.choose_precision("auto", "openvino", int8_copy=True) != "int8"
     with pytest.raises(engines.InputError, match="--engine onnx"):
         engines.choose_engine("onnx")
 
@@ -160,3 +167,81 @@ def test_only_commands_that_run_tensorflow_import_it(monkeypatch):
     assert needs("train", "--out", "o", "--arch", "unet", "--all-patients")
     monkeypatch.setattr(nucseg.hardware, "surely_no_gpu", lambda: False)  # a GPU's device files: ask TensorFlow
     assert needs("predict", "x.png", "--out", "o")
+
+
+def test_the_default_models_int8_copy_finds_float32s_nuclei(glioma_tiles):
+    """`--precision int8`: the shipped int8 copy (scripts/quantise_pretrained.py) against the
+    model in float32 on real tiles: its distances close, its foreground and its nuclei nearly the
+    same."""
+    from nucseg import pretrained
+    from nucseg.metrics import all_scores, object_counts, pixel_counts
+    from nucseg.postprocess.instances import instances_from_distance
+
+    model = pretrained.resolve(None)
+    batch = np.stack([t.image[:512, :512] for t in glioma_tiles[:2]]).astype(np.float32)
+    full = load_predictor(model, "float32", "openvino")(batch)[..., 0]
+    int8 = load_predictor(model, "int8", "openvino")(batch)[..., 0]
+    assert 0 < np.abs(int8 - full).mean() < 0.1  # pixels of distance
+    for a, b in zip(full, int8):
+        nuclei = instances_from_distance(a, 1.0, 1.0)
+        found = instances_from_distance(b, 1.0, 1.0)
+        agreement = all_scores(pixel_counts(b > 1.0, nuclei), object_counts(found, nuclei))
+        assert agreement["f1"] > 0.95 and agreement["aji"] > 0.85, agreement
+
+
+def test_the_int8_copy_keeps_the_standardisation_the_first_block_and_the_head_in_float32():
+    """What made int8 lose nuclei (results/measured/engines/README.md): no FakeQuantize upstream of
+    the net's standardisation (its Divide), nor at the input of the first block's convolutions
+    (before the first pooling) or of the last one; the other convolutions' inputs are quantised."""
+    import openvino as ov
+
+    from nucseg import pretrained
+
+    model = ov.Core().read_model(str(engines.int8_model_file(pretrained.resolve(None))))
+    ops = model.get_ordered_ops()
+
+    def upstream(node) -> set[str]:
+        seen, stack = set(), [node]
+        while stack:
+            for value in stack.pop().input_values():
+                source = value.get_node()
+                if source.get_friendly_name() not in seen:
+                    seen.add(source.get_friendly_name())
+                    stack.append(source)
+        return {op.get_type_name() for op in ops if op.get_friendly_name() in seen}
+
+    divide = next(op for op in ops if op.get_type_name() == "Divide")
+    convolutions = [op for op in ops if op.get_type_name() == "Convolution"]
+    first_pooling = next(i for i, op in enumerate(ops) if op.get_type_name() == "MaxPool")
+    first_block = [op for op in ops[:first_pooling] if op.get_type_name() == "Convolution"]
+    assert "FakeQuantize" not in upstream(divide)
+    assert len(first_block) == 2
+    in_float32, in_int8 = [*first_block, convolutions[-1]], convolutions[len(first_block) : -1]
+    assert all(c.input_value(0).get_node().get_type_name() != "FakeQuantize" for c in in_float32)
+
+    def quantised(node) -> bool:  # a FakeQuantize, or a max pooling or concatenation of quantised inputs
+        if node.get_type_name() in ("MaxPool", "Concat"):
+            return all(quantised(value.get_node()) for value in node.input_values())
+        return node.get_type_name() == "FakeQuantize"
+
+    assert all(quantised(c.input_value(0).get_node()) for c in in_int8)
+
+
+def test_cli_predict_runs_int8_where_asked(glioma_tiles, tmp_path, capsys):
+    from conftest import write_png
+    from nucseg.cli import main
+
+    image = write_png(tmp_path / "in" / "x.png", glioma_tiles[0].image[:128, :128])
+    assert main(["predict", str(image), "--out", str(tmp_path / "out"), "--precision", "int8"]) == 0
+    assert "engine openvino, int8" in capsys.readouterr().err
+    assert (tmp_path / "out" / "x_label.png").is_file()
+    assert main(["predict", str(image), "--out", str(tmp_path / "auto")]) == 0  # the default model has a copy
+    assert f"engine openvino, {engines.choose_precision('auto', 'openvino', True)}" in capsys.readouterr().err
+
+
+def test_int8_needs_openvino_and_a_model_with_an_int8_copy(small_dist_fold):
+    with pytest.raises(engines.InputError, match="--precision int8 runs in OpenVINO only"):
+        engines.choose_precision("int8", "tensorflow")
+    assert engines.choose_precision("int8", "openvino") == "int8"
+    with pytest.raises(engines.InputError, match=r"no int8 model beside it .*int8/model.xml is missing"):
+        load_predictor(small_dist_fold / "model.keras", "int8", "openvino")

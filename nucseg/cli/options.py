@@ -132,9 +132,10 @@ def add_precision(parser, default: str = "auto") -> None:
         "--precision",
         choices=PRECISION_CHOICES,
         default=default,
-        help="auto: bfloat16 with OpenVINO on a CPU with AMX or AVX512_BF16 (measured faster, same nuclei), else "
-        "float32; on CPUs without AVX512_BF16 or AMX, bfloat16 is float32 with OpenVINO and slower with "
-        f"TensorFlow (see docs/speed.md) (default: {default})",
+        help="auto: bfloat16 with OpenVINO on a CPU with AMX or AVX512_BF16; int8 with OpenVINO on an AVX2-only "
+        "CPU for a model shipped with an int8 copy (the default one); else float32 (each measured faster there, "
+        "with nuclei as good). bfloat16 on CPUs without AVX512_BF16 or AMX is float32 with OpenVINO and slower "
+        f"with TensorFlow; int8 runs in OpenVINO only (see docs/speed.md) (default: {default})",
     )
 
 

@@ -16,6 +16,12 @@ and 1.8 times on an AMD EPYC with AVX512_BF16 (Zen 4; the whole net: 2.0 times).
 bfloat16 (AVX2 only) it is slower: TensorFlow emulates it; OpenVINO's CPU plugin compiles
 float32 instead, so that is what is run and said, and asking for it there is warned about
 (docs/speed.md).
+
+`--precision int8` runs the int8 copy shipped beside the default pretrained model
+(`int8/model.xml`, made by scripts/quantise_pretrained.py with NNCF: nucseg.inference.quantise;
+its standardisation, first block and head in float32). On an AVX2-only AMD EPYC its net runs 1.4
+times as fast as in float32, with AJI no lower on any of the four data sets
+(results/measured/engines/int8_amd.txt), so `auto` takes it there, for a model that has one.
 """
 
 from __future__ import annotations
@@ -27,12 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from nucseg.errors import InputError
-from nucseg.hardware import cpu_name, native_bfloat16
+from nucseg.hardware import avx2_without_avx512, cpu_name, native_bfloat16
 from nucseg.hardware import tensorflow_sees_gpu as gpu_visible  # the TensorFlow engine's GPU
 
 LOG = logging.getLogger(__name__)
 ENGINES = ("auto", "tensorflow", "openvino")
-PRECISION_CHOICES = ("auto", "float32", "bfloat16")
+PRECISION_CHOICES = ("auto", "float32", "bfloat16", "int8")
 
 
 def openvino_installed() -> bool:
@@ -57,9 +63,14 @@ def choose_engine(requested: str = "auto") -> str:
     return "openvino"
 
 
-def choose_precision(requested: str, engine: str) -> str:
+def choose_precision(requested: str, engine: str, int8_copy: bool = False) -> str:
+    """What runs: `requested` (--precision), checked, or for auto the fastest precision measured to
+    find nuclei as good as float32's on this kind of CPU. `int8_copy`: the model has one beside it
+    (has_int8_copy)."""
     if requested not in PRECISION_CHOICES:
         raise InputError(f"--precision {requested}: choose one of {', '.join(PRECISION_CHOICES)}")
+    if requested == "int8" and engine != "openvino":
+        raise InputError("--precision int8 runs in OpenVINO only: use --engine openvino (or auto on a CPU)")
     if requested == "bfloat16" and not native_bfloat16():
         if engine == "openvino":
             # OpenVINO's CPU plugin ignores a bfloat16 hint where the CPU has none: it compiles
@@ -73,11 +84,19 @@ def choose_precision(requested: str, engine: str) -> str:
         )
     if requested != "auto":
         return requested
-    # OpenVINO's bfloat16 (with the last layer in float32) ran the shipped DIST 2.3 times as fast as
-    # its float32 on an AMX Xeon and 1.8 times on an AMD EPYC with AVX512_BF16 but no AMX (Zen 4),
-    # with TNBC's nuclei as good on both (results/measured/engines/bfloat16_head*.txt). TensorFlow's
-    # bfloat16 rounds the output, and a CPU without native bfloat16 has none to gain: float32 there.
-    return "bfloat16" if engine == "openvino" and native_bfloat16() else "float32"
+    if engine != "openvino":
+        return "float32"  # TensorFlow's bfloat16 rounds the output; its int8 is not wired
+    if native_bfloat16():
+        # OpenVINO's bfloat16 (with the last layer in float32) ran the shipped DIST 2.3 times as fast
+        # as its float32 on an AMX Xeon and 1.8 times on an AMD EPYC with AVX512_BF16 but no AMX
+        # (Zen 4), with TNBC's nuclei as good on both (results/measured/engines/bfloat16_head*.txt).
+        return "bfloat16"
+    if int8_copy and avx2_without_avx512():
+        # The default model's int8 copy ran its net 1.4 times as fast as float32 on an AVX2-only AMD
+        # EPYC, with AJI no lower on any of the four data sets (results/measured/engines/int8_amd.txt).
+        # Measured on that kind of CPU only: one with AVX512 but no native bfloat16 keeps float32.
+        return "int8"
+    return "float32"
 
 
 def describe(engine: str, precision: str) -> str:
@@ -161,10 +180,18 @@ def float32_linear_head(model) -> bool:
 
 
 def openvino_predictor(model_path: str | Path, precision: str = "float32") -> OpenVINOPredictor:
-    """OpenVINO from a SavedModel folder or a `.keras` file. The conversion (a `.keras` file is
-    first exported to a SavedModel, as OpenVINO reads those) takes seconds; its result is kept in
-    a cache (`$NUCSEG_CACHE`, else ~/.cache/nucseg) under the SHA-256 of the model's files, so a
-    model is converted once per machine. Nothing is written beside the model."""
+    """OpenVINO from a SavedModel folder or a `.keras` file (openvino_model_file); for int8, the
+    int8 model shipped beside it (int8_model_file)."""
+    if precision == "int8":
+        return OpenVINOPredictor(int8_model_file(model_path), "float32")
+    return OpenVINOPredictor(openvino_model_file(model_path), precision)
+
+
+def openvino_model_file(model_path: str | Path) -> Path:
+    """The OpenVINO model (model.xml) of a SavedModel folder or a `.keras` file. The conversion (a
+    `.keras` file is first exported to a SavedModel, as OpenVINO reads those) takes seconds; its
+    result is kept in a cache (`$NUCSEG_CACHE`, else ~/.cache/nucseg) under the SHA-256 of the
+    model's files, so a model is converted once per machine. Nothing is written beside the model."""
     model_path = Path(model_path)
     cached = _cache_folder() / _model_digest(model_path) / "model.xml"
     if not cached.is_file():  # a cached model, keyed by its files' digest, was checked when converted
@@ -173,7 +200,32 @@ def openvino_predictor(model_path: str | Path, precision: str = "float32") -> Op
 
             load_saved_model(model_path)  # its checks and messages: variables/ there, a `serve` endpoint
         _convert_into_cache(model_path, cached)
-    return OpenVINOPredictor(cached, precision)
+    return cached
+
+
+INT8_FOLDER = "int8"  # beside a model file: its int8 OpenVINO model (model.xml, model.bin)
+
+
+def has_int8_copy(model_path: str | Path) -> bool:
+    model_path = Path(model_path)
+    folder = model_path if model_path.is_dir() else model_path.parent
+    return (folder / INT8_FOLDER / "model.xml").is_file()
+
+
+def int8_model_file(model_path: str | Path) -> Path:
+    """The int8 model shipped beside a model (`int8/model.xml` in its folder: the default pretrained
+    model has one, made by scripts/quantise_pretrained.py and checked with its other files).
+    Quantising needs calibration images and NNCF, so a model without one is refused."""
+    model_path = Path(model_path)
+    folder = model_path if model_path.is_dir() else model_path.parent
+    xml = folder / INT8_FOLDER / "model.xml"
+    if not xml.is_file():
+        raise InputError(
+            f"--precision int8: {model_path} has no int8 model beside it ({xml} is missing). The default "
+            "pretrained model has one (pretrained:he-nuclei-fast); int8 copies are made for shipped models only "
+            "(scripts/quantise_pretrained.py). Use --precision float32 for this model"
+        )
+    return xml
 
 
 def _cache_folder() -> Path:

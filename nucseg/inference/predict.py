@@ -165,11 +165,11 @@ def usable_model(model_path: str | Path, overrides: dict | None = None, precisio
     """A model ready to apply, as predict, evaluate, slide and a Ray slide task load it: its
     predictor on the engine and precision chosen for this machine (engines.choose_engine,
     choose_precision), and its Config (model_config), then `overrides` (None values ignored)."""
-    from nucseg.inference.engines import choose_engine, choose_precision, describe
+    from nucseg.inference.engines import choose_engine, choose_precision, describe, has_int8_copy
     from nucseg.inference.saved import model_config
 
     engine = choose_engine(engine)
-    precision = choose_precision(precision, engine)
+    precision = choose_precision(precision, engine, has_int8_copy(model_path))
     predictor = load_predictor(model_path, precision, engine)
     saved, config = model_config(model_path, output_kind_of(predictor))
     changes = {key: value for key, value in (overrides or {}).items() if value is not None}

@@ -23,7 +23,7 @@ from nucseg.errors import InputError
 ROOT = Path(__file__).resolve().parent
 DEFAULT = "he-nuclei-fast"
 PREFIX = "pretrained:"
-CHECKED_FILES = ("model.keras", "config.json", "postprocess.json")
+CHECKED_FILES = ("model.keras", "config.json", "postprocess.json", "int8/model.xml", "int8/model.bin")
 
 
 class PretrainedError(InputError):
