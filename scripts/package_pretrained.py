@@ -5,7 +5,6 @@ by folder name (no paths of the machine it was trained on), postprocess.json, an
     python scripts/package_pretrained.py RUN_FOLDER he-nuclei
 """
 
-import hashlib
 import json
 import shutil
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from nucseg.config import Config
 from nucseg.models.loading import load_keras_model
-from nucseg.pretrained import CHECKED_FILES, ROOT
+from nucseg.pretrained import ROOT, write_checksums
 
 
 def main(run: str, name: str) -> None:
@@ -27,9 +26,8 @@ def main(run: str, name: str) -> None:
     values["data"] = [Path(p).name for p in config.data_paths]
     (folder / "config.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
     shutil.copy(run / "postprocess.json", folder / "postprocess.json")
-    files = [f for f in CHECKED_FILES if (folder / f).is_file()]  # an int8 copy: scripts/quantise_pretrained.py, after
-    sums = [f"{hashlib.sha256((folder / f).read_bytes()).hexdigest()}  {f}" for f in files]
-    (folder / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    shutil.rmtree(folder / "int8", ignore_errors=True)  # an int8 copy of older weights; make it anew after:
+    files = write_checksums(folder)  # scripts/quantise_pretrained.py
     print(f"{folder}: {', '.join(f'{f} {(folder / f).stat().st_size / 1e6:.1f} MB' for f in files)}")
 
 

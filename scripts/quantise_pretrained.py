@@ -1,12 +1,11 @@
 """Make the int8 copy of a shipped model that `--precision int8` runs (nucseg/inference/quantise.py):
 nucseg/pretrained/<name>/int8/model.xml and model.bin, calibrated on 12 crops of 256 x 256 of each
-data set the model was trained on (its config.json's `data`), and their SHA-256 added to the
-model's SHA256SUMS. Needs NNCF: `.venv/bin/pip install -e '.[quantise]'`.
+data set the model was trained on (its config.json's `data`), and the model's SHA256SUMS written
+anew with them. Needs NNCF: `.venv/bin/pip install -e '.[quantise]'`.
 
     .venv/bin/python scripts/quantise_pretrained.py he-nuclei-fast ../shared/data
 """
 
-import hashlib
 import json
 import sys
 import tempfile
@@ -16,6 +15,7 @@ import openvino as ov
 
 from nucseg import pretrained
 from nucseg.data.dataset import load_dataset
+from nucseg.errors import InputError
 from nucseg.inference.engines import INT8_FOLDER, openvino_model_file
 from nucseg.inference.quantise import calibration_crops, quantised
 
@@ -33,14 +33,13 @@ def main(name: str, data_root: str) -> None:
         ov.save_model(model, f"{staging}/model.xml", compress_to_fp16=False)
         for file in ("model.xml", "model.bin"):
             Path(staging, file).replace(target / file)
-    sums = folder / "SHA256SUMS"
-    lines = [line for line in sums.read_text().splitlines() if line.strip() and f" {INT8_FOLDER}/" not in line]
-    for file in ("model.xml", "model.bin"):
-        lines.append(f"{hashlib.sha256((target / file).read_bytes()).hexdigest()}  {INT8_FOLDER}/{file}")
-    sums.write_text("\n".join(lines) + "\n")
+    pretrained.write_checksums(folder)
     sizes = ", ".join(f"{f} {(target / f).stat().st_size / 1e6:.2f} MB" for f in ("model.xml", "model.bin"))
     print(f"{target}: {sizes}; calibrated on {len(crops)} crops of {', '.join(sets)}")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    try:
+        main(*sys.argv[1:])
+    except InputError as err:  # a model or data set that is not there: said, not a traceback
+        sys.exit(f"quantise_pretrained.py: {err}")

@@ -206,19 +206,20 @@ def openvino_model_file(model_path: str | Path) -> Path:
 INT8_FOLDER = "int8"  # beside a model file: its int8 OpenVINO model (model.xml, model.bin)
 
 
-def has_int8_copy(model_path: str | Path) -> bool:
+def _int8_xml(model_path: str | Path) -> Path:
     model_path = Path(model_path)
-    folder = model_path if model_path.is_dir() else model_path.parent
-    return (folder / INT8_FOLDER / "model.xml").is_file()
+    return (model_path if model_path.is_dir() else model_path.parent) / INT8_FOLDER / "model.xml"
+
+
+def has_int8_copy(model_path: str | Path) -> bool:
+    return _int8_xml(model_path).is_file()
 
 
 def int8_model_file(model_path: str | Path) -> Path:
     """The int8 model shipped beside a model (`int8/model.xml` in its folder: the default pretrained
     model has one, made by scripts/quantise_pretrained.py and checked with its other files).
     Quantising needs calibration images and NNCF, so a model without one is refused."""
-    model_path = Path(model_path)
-    folder = model_path if model_path.is_dir() else model_path.parent
-    xml = folder / INT8_FOLDER / "model.xml"
+    xml = _int8_xml(model_path)
     if not xml.is_file():
         raise InputError(
             f"--precision int8: {model_path} has no int8 model beside it ({xml} is missing). The default "

@@ -56,6 +56,15 @@ def path(name: str = DEFAULT) -> Path:
     return folder
 
 
+def write_checksums(folder: Path) -> list[str]:
+    """SHA256SUMS of a packaged model's CHECKED_FILES that are there (scripts/package_pretrained.py,
+    then scripts/quantise_pretrained.py for the int8 copy); the files it covers."""
+    files = [f for f in CHECKED_FILES if (folder / f).is_file()]
+    sums = [f"{hashlib.sha256((folder / f).read_bytes()).hexdigest()}  {f}" for f in files]
+    (folder / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    return files
+
+
 def model_file(name: str = DEFAULT) -> Path:
     return path(name) / "model.keras"
 
