@@ -10,4 +10,9 @@ sets, targets, augmentation, tf.data) and `pretrained` (the shipped models); `po
 resume, export); `inference` (engines, prediction, resolution, nuclei as objects, slides);
 `study` (folds, lopo, lodo, evaluation, tables, figures); `bench`, `distributed` and `cli` on top."""
 
+from nucseg.hardware import turn_on_onednn
+
+# Before any nucseg module imports TensorFlow: on an AVX2-only CPU it then trains twice as fast.
+turn_on_onednn()
+
 __version__ = "0.3.0"  # as pyproject.toml's; tests/test_config.py checks that they agree

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import nucseg  # noqa: F401  before any test module imports TensorFlow: it turns on oneDNN, as for users
+
 # pytest-xdist runs one worker per core (scripts/test.sh): each worker's TensorFlow, and oneDNN's
 # OpenMP, then get one thread, so that two workers do not fight over two cores. Set before
 # TensorFlow is imported; a notebook's kernel inherits it.

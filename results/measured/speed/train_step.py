@@ -12,6 +12,7 @@ that days stay comparable.
 import sys
 import time
 
+import nucseg  # noqa: F401  first, as the nucseg command imports it: it has TensorFlow use oneDNN
 import keras
 import numpy as np
 
