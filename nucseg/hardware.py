@@ -1,5 +1,6 @@
 """What the machine has: the CPU's name and feature flags, and whether Keras's backend sees a GPU.
-The lowest layer (no nucseg import), so that training and inference pick their precision alike."""
+The lowest layer (no nucseg import), so that training and inference pick their precision alike;
+and whether TensorFlow, imported after nucseg, runs through oneDNN (turn_on_onednn)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def avx2_without_avx512() -> bool:
 def turn_on_onednn(environ=os.environ, imported=sys.modules) -> None:
     """Has TensorFlow run its kernels through oneDNN on every CPU with AVX2, not only where it does
     so by itself: on a 2-core AMD EPYC with AVX2 and no AVX512 a `cpu` DIST training step took
-    90-93 ms with oneDNN against 198-217 without (docs/speed.md, twenty-first round). TensorFlow
+    91-105 ms with oneDNN against 195-233 without (results/measured/speed/train_step_onednn_amd.txt,
+    docs/speed.md's twenty-first round). TensorFlow
     reads the variable once, as it is imported; a value the user set wins. Other CPUs (ARM, x86
     without AVX2) keep TensorFlow's default: oneDNN was not measured there."""
     flags = cpu_flags()
