@@ -58,6 +58,16 @@ def avx2_without_avx512() -> bool:
     return "avx2" in flags and not any(flag.startswith("avx512") for flag in flags)
 
 
+def tensorflow_turns_onednn_on_itself() -> bool:
+    return any(flag in cpu_flags() for flag in TENSORFLOW_ONEDNN_FLAGS)
+
+
+def onednn_by_nucseg() -> bool:
+    """Whether TensorFlow here runs through oneDNN because nucseg asked for it (turn_on_onednn),
+    where it would not by itself."""
+    return os.environ.get(ONEDNN_VARIABLE) == "1" and "avx2" in cpu_flags() and not tensorflow_turns_onednn_on_itself()
+
+
 def turn_on_onednn(environ=os.environ, imported=sys.modules) -> None:
     """Has TensorFlow run its kernels through oneDNN on every CPU with AVX2, not only where it does
     so by itself: on a 2-core AMD EPYC with AVX2 and no AVX512 a `cpu` DIST training step took
@@ -70,7 +80,7 @@ def turn_on_onednn(environ=os.environ, imported=sys.modules) -> None:
         return
     if "tensorflow" not in imported:
         environ[ONEDNN_VARIABLE] = "1"
-    elif not any(flag in flags for flag in TENSORFLOW_ONEDNN_FLAGS):
+    elif not tensorflow_turns_onednn_on_itself():
         warnings.warn(
             "TensorFlow was imported before nucseg, so on this CPU (AVX2, none of "
             f"{', '.join(TENSORFLOW_ONEDNN_FLAGS)}) it runs without oneDNN and trains about half as fast. "

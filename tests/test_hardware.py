@@ -49,3 +49,14 @@ def test_tensorflow_imported_after_nucseg_runs_through_onednn(tmp_path):
     out = subprocess.run([sys.executable, "-c", check], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "True"
+
+
+def test_a_benchmark_can_tell_when_onednn_is_nucseg_s_doing(monkeypatch):
+    monkeypatch.setenv(hardware.ONEDNN_VARIABLE, "1")
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: AVX2_ONLY)
+    assert hardware.onednn_by_nucseg()
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: ZEN4)  # TensorFlow's own choice there
+    assert not hardware.onednn_by_nucseg()
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: AVX2_ONLY)
+    monkeypatch.setenv(hardware.ONEDNN_VARIABLE, "0")
+    assert not hardware.onednn_by_nucseg()

@@ -106,7 +106,7 @@ def _stardist_predict_only(args, tiles) -> int:
     import pandas as pd
 
     from nucseg.bench.stardist import import_stardist, predict_speed
-    from nucseg.hardware import cpu_summary
+    from nucseg.hardware import cpu_summary, onednn_by_nucseg
 
     import_stardist()  # says how to install it
     model_dir = Path(args.out) / args.val_patients[0]
@@ -136,4 +136,11 @@ def _stardist_predict_only(args, tiles) -> int:
         f"median {table['ratio'].median():.2f}"
     )
     print(f"CPU: {cpu_summary()}")
+    if onednn_by_nucseg():
+        print(
+            "StarDist ran on TensorFlow through oneDNN, which nucseg turns on for training on this CPU and "
+            "TensorFlow by itself does not: StarDist predicted 1.5 times slower so on an AVX2-only AMD EPYC "
+            "(docs/speed.md, twenty-first round). TF_ENABLE_ONEDNN_OPTS=0 times StarDist as TensorFlow runs "
+            "it by itself; nucseg's route runs in OpenVINO either way."
+        )
     return 0
