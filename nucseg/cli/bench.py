@@ -141,6 +141,6 @@ def _stardist_predict_only(args, tiles) -> int:
             "StarDist ran on TensorFlow through oneDNN, which nucseg turns on for training on this CPU and "
             "TensorFlow by itself does not: StarDist predicted 1.5 times slower so on an AVX2-only AMD EPYC "
             "(docs/speed.md, twenty-first round). TF_ENABLE_ONEDNN_OPTS=0 times StarDist as TensorFlow runs "
-            "it by itself; nucseg's route runs in OpenVINO either way."
+            "it by itself; nucseg's route in OpenVINO (the default engine on a CPU) does not change."
         )
     return 0
