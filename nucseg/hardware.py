@@ -62,25 +62,29 @@ def tensorflow_turns_onednn_on_itself() -> bool:
     return any(flag in cpu_flags() for flag in TENSORFLOW_ONEDNN_FLAGS)
 
 
+def onednn_only_if_asked() -> bool:
+    """The CPUs where oneDNN is nucseg's doing: AVX2, and none of TensorFlow's own flags."""
+    return "avx2" in cpu_flags() and not tensorflow_turns_onednn_on_itself()
+
+
 def onednn_by_nucseg() -> bool:
     """Whether TensorFlow here runs through oneDNN because nucseg asked for it (turn_on_onednn),
     where it would not by itself."""
-    return os.environ.get(ONEDNN_VARIABLE) == "1" and "avx2" in cpu_flags() and not tensorflow_turns_onednn_on_itself()
+    return os.environ.get(ONEDNN_VARIABLE) == "1" and onednn_only_if_asked()
 
 
 def turn_on_onednn(environ=os.environ, imported=sys.modules) -> None:
     """Has TensorFlow run its kernels through oneDNN on every CPU with AVX2, not only where it does
     so by itself: on a 2-core AMD EPYC with AVX2 and no AVX512 a `cpu` DIST training step took
     91-105 ms with oneDNN against 195-233 without (results/measured/speed/train_step_onednn_amd.txt,
-    docs/speed.md's twenty-first round). TensorFlow
-    reads the variable once, as it is imported; a value the user set wins. Other CPUs (ARM, x86
-    without AVX2) keep TensorFlow's default: oneDNN was not measured there."""
-    flags = cpu_flags()
-    if ONEDNN_VARIABLE in environ or "avx2" not in flags:
+    docs/speed.md's twenty-first round). TensorFlow reads the variable once, as it is imported; a
+    value the user set wins. Other CPUs (ARM, x86 without AVX2) keep TensorFlow's default: oneDNN
+    was not measured there."""
+    if ONEDNN_VARIABLE in environ or "avx2" not in cpu_flags():
         return
     if "tensorflow" not in imported:
         environ[ONEDNN_VARIABLE] = "1"
-    elif not tensorflow_turns_onednn_on_itself():
+    elif onednn_only_if_asked():
         warnings.warn(
             "TensorFlow was imported before nucseg, so on this CPU (AVX2, none of "
             f"{', '.join(TENSORFLOW_ONEDNN_FLAGS)}) it runs without oneDNN and trains about half as fast. "
