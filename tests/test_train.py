@@ -1,4 +1,7 @@
 import json
+import os
+import signal
+import threading
 
 import keras
 import numpy as np
@@ -133,6 +136,35 @@ def test_killed_in_the_middle_of_an_epoch_it_redoes_that_epoch_only(synthetic, t
     assert int(resumed.optimizer.iterations) == int(straight.optimizer.iterations) == 60
     for x, y in zip(resumed.get_weights(), straight.get_weights()):
         np.testing.assert_allclose(x, y, atol=1e-4)
+
+
+def test_ctrl_c_in_training_ends_it_after_the_step_it_came_in(synthetic, tmp_path, monkeypatch):
+    """A SIGINT that comes as step 6 begins lets step 6 finish, then stops the fit with
+    KeyboardInterrupt (Python's own handler raises where the signal lands, which inside
+    TensorFlow's C++ step once came out as a SystemError); the handler is put back after."""
+    assert threading.current_thread() is threading.main_thread()  # as in `nucseg train`
+    data, tiles = synthetic
+    config = fold_config(data, steps=60, steps_per_epoch=30, tune_postprocess=False)
+    steps_ended = []
+
+    def ctrl_c_as_step_6_begins(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def note_the_step(self, batch, logs=None):
+        steps_ended.append(int(self.model.optimizer.iterations))
+
+    monkeypatch.setattr(StopOnNaN, "on_train_batch_begin", ctrl_c_as_step_6_begins, raising=False)
+    monkeypatch.setattr(StopOnNaN, "on_train_batch_end", note_the_step)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a pytest worker may ignore it
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit_again(config, tiles, tmp_path / "stopped")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert steps_ended == [1, 2, 3, 4, 5, 6]
+    assert not (tmp_path / "stopped" / CHECKPOINT).exists()  # before the first epoch's end: resumes from 0
 
 
 def test_killed_during_export_it_exports_again_from_the_checkpoint(synthetic, tmp_path, monkeypatch):

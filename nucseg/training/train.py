@@ -15,6 +15,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import signal
+import threading
 from pathlib import Path
 
 import keras
@@ -80,6 +82,42 @@ class FoldProgress(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.done += 1
         self.bar.update(self.done, [("loss", float((logs or {}).get("loss", float("nan"))))])
+
+
+class StopBetweenSteps(keras.callbacks.Callback):
+    """Ctrl-C during training ends it at the end of the step it came in, not inside it. Python
+    raises KeyboardInterrupt wherever the signal lands; inside TensorFlow's C++ train step that
+    can come out as "SystemError: Objects/listobject.c:338: bad argument to internal function"
+    (seen once in CI, on an AVX2-only EPYC). So, while `with` holds, Ctrl-C only notes the
+    wish and the step's end raises KeyboardInterrupt; a second Ctrl-C raises at once.
+    Only where Python's own handler is in place, in the main thread: a handler of the user's
+    (or Ray's) is left alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        return False
+
+    def _note(self, signum, frame):
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.asked:
+            raise KeyboardInterrupt
 
 
 def _resume_or_build(out_dir: Path, config: Config, total_steps: int) -> keras.Model:
@@ -188,13 +226,15 @@ def fit(config: Config, train_tiles: list[Tile], out_dir: Path, verbose: int = 1
     ]
     if verbose == 1:
         callbacks.append(FoldProgress(total, done))
-    model.fit(
-        training_stream(config, train_tiles, start_batch=done),
-        epochs=epochs,
-        initial_epoch=done // steps_per_epoch,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
-        verbose=2 if verbose == 2 else 0,
-        shuffle=False,
-    )
+    batches = training_stream(config, train_tiles, start_batch=done)
+    with StopBetweenSteps() as stop:
+        model.fit(
+            batches,
+            epochs=epochs,
+            initial_epoch=done // steps_per_epoch,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=[*callbacks, stop],
+            verbose=2 if verbose == 2 else 0,
+            shuffle=False,
+        )
     return model
