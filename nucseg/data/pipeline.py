@@ -9,6 +9,7 @@ start the stream at the sample where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -147,13 +148,20 @@ def training_dataset(stack: TileStack, config, start_batch: int = 0) -> tf.data.
         image = jitter(image, tf.stack([seed, -1 - index]))  # seeds apart from the samples' ones
         return image, target, weight
 
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     samples = tf.data.Dataset.range(start_batch * batch_size, np.iinfo(np.int64).max)
-    samples = samples.map(make_sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    samples = samples.map(make_sample, num_parallel_calls=cores, deterministic=True)
     batches = samples.batch(batch_size, drop_remainder=True).enumerate(start_batch)
-    batches = batches.map(jitter_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    batches = batches.map(jitter_batch, num_parallel_calls=cores, deterministic=True)
     options = tf.data.Options()
     options.threading.max_intra_op_parallelism = 1  # parallel samples beat parallel ops within one
-    return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
+    # No autotuning: its model thread sleeps up to a minute between passes, and on TensorFlow 2.21
+    # the end of a Keras fit (the iterator's destructor) waited for it to wake: 0 to 29 s idle at
+    # the end of each fold on a 2-core AMD EPYC (docs/speed.md, twenty-second round). The stream
+    # costs about 5 ms of a ~90 ms step there, so a fixed parallelism and two batches ahead keep
+    # the net fed.
+    options.autotune.enabled = False
+    return batches.prefetch(2).with_options(options)
 
 
 def _piece_picker(stack: TileStack):
