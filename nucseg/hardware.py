@@ -58,6 +58,11 @@ def avx2_without_avx512() -> bool:
     return "avx2" in flags and not any(flag.startswith("avx512") for flag in flags)
 
 
+def usable_cores() -> int:
+    """The CPUs this process may use (its affinity where the system tells it, as under a CPU limit)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def tensorflow_turns_onednn_on_itself() -> bool:
     return any(flag in cpu_flags() for flag in TENSORFLOW_ONEDNN_FLAGS)
 

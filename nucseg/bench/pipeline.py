@@ -9,13 +9,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 
 import numpy as np
 import tensorflow as tf
 
 from nucseg.data.pipeline import TileStack, prepare_tiles, training_dataset
+from nucseg.hardware import usable_cores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +90,7 @@ def keras_elastic_dataset(stack: TileStack, config) -> tf.data.Dataset:
 
 def bench_pipeline(tiles, config, seconds: float = 20.0) -> list[Throughput]:
     stack = prepare_tiles(tiles, config)
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     candidates = {
         "nucseg tf.data (all augmentations)": training_dataset(stack, config),
         "elasticdeform via tf.numpy_function": elasticdeform_dataset(stack, config),

@@ -9,7 +9,6 @@ start the stream at the sample where it stopped.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +16,7 @@ import tensorflow as tf
 from nucseg.data.augment import make_augmenter, make_batch_jitter
 from nucseg.data.dataset import Tile
 from nucseg.errors import InputError
+from nucseg.hardware import usable_cores
 from nucseg.config import SIZE_MULTIPLE
 from nucseg.data.weights import binary_target, weight_map
 
@@ -148,7 +148,7 @@ def training_dataset(stack: TileStack, config, start_batch: int = 0) -> tf.data.
         image = jitter(image, tf.stack([seed, -1 - index]))  # seeds apart from the samples' ones
         return image, target, weight
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     samples = tf.data.Dataset.range(start_batch * batch_size, np.iinfo(np.int64).max)
     samples = samples.map(make_sample, num_parallel_calls=cores, deterministic=True)
     batches = samples.batch(batch_size, drop_remainder=True).enumerate(start_batch)

@@ -29,7 +29,6 @@ import json
 import math
 import time
 import multiprocessing
-import os
 import sys
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from nucseg.hardware import usable_cores
 from nucseg.inference.label_image import write_label_tiff
 from nucseg.inference.large import predicted_batches
 from nucseg.inference.regions import SlideError, SlideRegion, choose_level, open_slide, slide_mpp
@@ -87,7 +87,7 @@ def plan_slide(
 
 def default_nuclei_workers() -> int:
     """One nuclei worker per CPU this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return usable_cores()
 
 
 def nuclei_pool(workers: int):
