@@ -47,6 +47,25 @@ def test_dist_choice_scores_each_setting_by_the_nuclei_prediction_finds(glioma_t
     assert len(set(np.round(ajis, 4))) > 5  # the settings give different nuclei: the choice mattered
 
 
+def test_the_choice_is_the_same_to_the_bit_in_one_thread_or_several(glioma_tiles, monkeypatch):
+    """The tiles are scored in threads (one per core); each setting's pooled counts, sums of
+    floats among them, must not depend on how many threads there were or which finished first."""
+    from nucseg.data.weights import distance_target
+    from nucseg.postprocess import tuning
+
+    rng = np.random.default_rng(2)
+    labels = [tile.label[:192, :192] for tile in glioma_tiles[:5]]
+    maps = [
+        (distance_target(label) + ndimage.gaussian_filter(rng.normal(0, 2.0, label.shape), 2)).astype(np.float32)
+        for label in labels
+    ]
+    chosen = {}
+    for threads in (1, 2, 5):
+        monkeypatch.setattr(tuning, "usable_cores", lambda threads=threads: threads)
+        chosen[threads] = choose_postprocess(maps, labels, Config(arch="dist"))
+    assert chosen[1] == chosen[2] == chosen[5] and chosen[1]["tiles"] == 5
+
+
 def test_the_fold_folders_choice_is_what_its_model_is_used_with(tmp_path):
     (tmp_path / POSTPROCESS_FILE).write_text(json.dumps({"threshold": 0.6, "watershed_min_distance": 5,
                                                          "watershed_footprint": 9, "training_aji": 0.6, "tiles": 3}))
