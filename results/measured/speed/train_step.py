@@ -4,9 +4,9 @@ The first fifth of the steps (tracing, warm-up) is not counted. The code measure
 that Python imports: set PYTHONPATH to a checkout (`git worktree add DIR REV`) to measure another
 commit. BASE_FILTERS (default: the profile's) sets the net's width: the sessions' notes give the
 day's speed with `300 16`, the `cpu` profile's width until its seventeenth round (8 since), so
-that days stay comparable.
+that days stay comparable. BATCH (default: the profile's, 4) sets the batch size.
 
-    PYTHONPATH=DIR .venv/bin/python results/measured/speed/train_step.py [STEPS [BASE_FILTERS]]
+    PYTHONPATH=DIR .venv/bin/python results/measured/speed/train_step.py [STEPS [BASE_FILTERS [BATCH]]]
 """
 
 import sys
@@ -37,6 +37,8 @@ if __name__ == "__main__":
     config = Config.from_profile("cpu", arch="dist", data="../shared/data/tnbc")
     if len(sys.argv) > 2:
         config = config.replace(base_filters=int(sys.argv[2]))
+    if len(sys.argv) > 3:
+        config = config.replace(batch_size=int(sys.argv[3]))
     tiles = [t for t in load_dataset(config.data, mpp=config.mpp) if t.patient != "patient_01"]
     keras.utils.set_random_seed(config.seed)
     model = compile_model(build_model(config), config, total_steps=config.steps)
