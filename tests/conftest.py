@@ -58,6 +58,16 @@ def blob_label(size=64, centres=((20, 20), (20, 34), (45, 40)), radius=7) -> np.
     return label
 
 
+def noisy_distance_map(label: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
+    """A stand-in for a DIST net's output: the label's distance map plus smooth noise (normal noise of
+    standard deviation `noise`, blurred by a Gaussian of 2 pixels), in float64."""
+    from scipy import ndimage
+
+    from nucseg.data.weights import distance_target
+
+    return distance_target(label) + ndimage.gaussian_filter(rng.normal(0, noise, label.shape), 2)
+
+
 def make_generic_dataset(root: Path, patients=("P1", "P2"), tiles=2, size=64) -> Path:
     rng = np.random.default_rng(0)
     for patient in patients:

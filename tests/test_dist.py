@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 from skimage.morphology import h_maxima
 
-from conftest import kill_after_first_checkpoint
+from conftest import kill_after_first_checkpoint, noisy_distance_map
 
 from nucseg.cli import main
 from nucseg.config import Config
@@ -260,7 +260,6 @@ def test_split_flooded_per_component_is_the_whole_image_watershed(glioma_tiles):
     image's size: only there may the two differ (rounded maps have such ties)."""
     from skimage.segmentation import watershed
 
-    from nucseg.data.weights import distance_target
     from nucseg.labels import renumbered
     from nucseg.postprocess.instances import _split, distance_maxima, fill_holes
 
@@ -283,7 +282,7 @@ def test_split_flooded_per_component_is_the_whole_image_watershed(glioma_tiles):
     flooded = 0
     for tile in glioma_tiles[:3]:
         label = tile.label[:384, :384]
-        noisy = distance_target(label) + ndimage.gaussian_filter(rng.normal(0, 1.5, label.shape), 2)
+        noisy = noisy_distance_map(label, rng, 1.5)
         for rounded in (False, True):
             distance = (np.round(noisy, 1) if rounded else noisy).astype(np.float32)
             mask = fill_holes(distance > 0.5)

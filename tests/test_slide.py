@@ -13,6 +13,8 @@ import pytest
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from conftest import noisy_distance_map
+
 from nucseg.inference.baseline import hematoxylin
 from nucseg.config import Config
 from nucseg.postprocess.kinds import instances_from_config
@@ -299,14 +301,13 @@ def test_pieces_beyond_the_core_are_cleared_and_the_kept_nuclei_stay_the_same(gl
     the pieces found there, not found again): the nuclei it keeps are the same pixels, in the
     same order, for a DIST map (rounded, so with ties and plateaus) and a probability map, with
     the core anywhere in the tile."""
-    from nucseg.data.weights import distance_target
     from nucseg.inference.tiles import SlidePlan, kept_nuclei, without_pieces_beyond_core
     from nucseg.postprocess.instances import foreground_pieces
     from nucseg.postprocess.kinds import foreground
 
     rng = np.random.default_rng(3)
     label = np.concatenate([tile.label[:256, :384] for tile in glioma_tiles[:2]], axis=0)
-    noisy = distance_target(label) + ndimage.gaussian_filter(rng.normal(0, 1.5, label.shape), 2)
+    noisy = noisy_distance_map(label, rng, 1.5)
     maps = {
         "dist": np.round(noisy, 1).astype(np.float32),
         "unet": (1 / (1 + np.exp(-(noisy - 1.0)))).astype(np.float32),

@@ -3,7 +3,7 @@ import json
 import numpy as np
 from scipy import ndimage
 
-from conftest import blob_label
+from conftest import blob_label, noisy_distance_map
 from nucseg.config import Config
 from nucseg.postprocess.tuning import POSTPROCESS_FILE, choose_postprocess, spread, with_saved_postprocess
 
@@ -22,14 +22,13 @@ def test_dist_choice_scores_each_setting_by_the_nuclei_prediction_finds(glioma_t
     the nuclei `nucseg predict` finds with the chosen setting, and no other setting may beat it."""
     import itertools
 
-    from nucseg.data.weights import distance_target
     from nucseg.metrics import ObjectCounts, object_counts
     from nucseg.postprocess.kinds import instances_from_config, kind_of
 
     rng = np.random.default_rng(1)
     labels = [tile.label[:256, :256] for tile in glioma_tiles[:2]]
     maps = [
-        (distance_target(label) + ndimage.gaussian_filter(rng.normal(0, 2.0, label.shape), 2)).astype(np.float32)
+        noisy_distance_map(label, rng, 2.0).astype(np.float32)
         for label in labels
     ]
     config = Config(arch="dist")
@@ -50,13 +49,12 @@ def test_dist_choice_scores_each_setting_by_the_nuclei_prediction_finds(glioma_t
 def test_the_choice_is_the_same_to_the_bit_in_one_thread_or_several(glioma_tiles, monkeypatch):
     """The tiles are scored in threads (one per core); each setting's pooled counts, sums of
     floats among them, must not depend on how many threads there were or which finished first."""
-    from nucseg.data.weights import distance_target
     from nucseg.postprocess import tuning
 
     rng = np.random.default_rng(2)
     labels = [tile.label[:192, :192] for tile in glioma_tiles[:5]]
     maps = [
-        (distance_target(label) + ndimage.gaussian_filter(rng.normal(0, 2.0, label.shape), 2)).astype(np.float32)
+        noisy_distance_map(label, rng, 2.0).astype(np.float32)
         for label in labels
     ]
     chosen = {}

@@ -85,11 +85,6 @@ def plan_slide(
     return SlidePlan(str(path), region, level, to_level0, tile, overlap, tuple(tiles), width, height, config.mpp)
 
 
-def default_nuclei_workers() -> int:
-    """One nuclei worker per CPU this process may use."""
-    return usable_cores()
-
-
 def nuclei_pool(workers: int):
     """Where the nuclei of batches are found: `workers` processes (spawned, not forked: the parent
     runs TensorFlow's or OpenVINO's threads, which a fork does not carry safely), or for 0 one
@@ -157,7 +152,7 @@ def run_slide(
     timings = timings if timings is not None else {}
     for stage in ("read", "predict", "nuclei", "wait", "assemble"):
         timings.setdefault(stage, 0.0)
-    workers = default_nuclei_workers() if nuclei_workers is None else nuclei_workers
+    workers = usable_cores() if nuclei_workers is None else nuclei_workers  # one per CPU this process may use
 
     def part_path(number: int) -> Path:
         return out_dir / "parts" / f"{number:05d}.json"
