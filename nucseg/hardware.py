@@ -59,8 +59,25 @@ def avx2_without_avx512() -> bool:
 
 
 def usable_cores() -> int:
-    """The CPUs this process may use (its affinity where the system tells it, as under a CPU limit)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """The CPUs this process may use: its affinity where the system tells it (as under a CPU limit),
+    and in a Ray task no more than the CPUs the task was given, since the folds or slides beside it
+    share the machine (nucseg.distributed)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = ray_task_cpus()
+    return min(cores, share) if share else cores
+
+
+def ray_task_cpus() -> int | None:
+    """The CPUs Ray gave the task this process runs (at least 1); None outside a Ray worker (Ray not
+    imported or not started, or this process is the driver)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except AssertionError:  # Ray's answer in the driver: "only available when the process is a worker"
+        return None
+    return max(1, int(cpus)) if cpus else None
 
 
 def tensorflow_turns_onednn_on_itself() -> bool:

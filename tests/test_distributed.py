@@ -64,7 +64,8 @@ def test_a_ray_study_with_a_worker_killed_mid_fold_gives_the_sequential_folds_ta
 
     data = make_generic_dataset(tmp_path / "data", patients=PATIENTS, tiles=2, size=96)
     tiles, out = load_dataset(data), tmp_path / "ray"
-    config = Config.from_profile("quick", data=str(data), steps=20, steps_per_epoch=10, crop=64, tune_postprocess=False)
+    config = Config.from_profile("quick", data=str(data), steps=20, steps_per_epoch=10, crop=64, tune_postprocess=False,
+                                 checkpoint_seconds=0)
     sequential = run_lopo(config, ["pangnet"], tmp_path / "seq", tiles, PATIENTS, verbose=0)
     on_ray = run_lopo(config, ["pangnet"], out, tiles, PATIENTS, verbose=0,
                       runner=RayRunner(cpus_per_fold=1, fold_function=killed_once_mid_fold))
@@ -84,6 +85,22 @@ def test_a_ray_study_with_a_worker_killed_mid_fold_gives_the_sequential_folds_ta
 
     again = run_lopo(config, ["pangnet"], out, tiles, PATIENTS, verbose=0, runner=RayRunner())
     pd.testing.assert_frame_equal(again, on_ray)  # rerun: every fold skipped, nothing submitted
+
+
+def test_a_ray_task_counts_the_cpus_it_was_given_not_the_machines(ray_local):
+    """Folds side by side on Ray (--cpus-per-fold 1): the training stream's maps and the choice's
+    threads, which count usable_cores(), take the task's share; the driver still counts its own."""
+    from nucseg.hardware import usable_cores
+
+    machine = len(os.sched_getaffinity(0))
+
+    def cores_in_a_task():
+        return usable_cores()
+
+    one, two = (ray_local.remote(num_cpus=n)(cores_in_a_task) for n in (1, 2))
+    assert ray_local.get(one.remote()) == 1
+    assert ray_local.get(two.remote()) == min(2, machine)
+    assert usable_cores() == machine
 
 
 def test_ray_missing_says_how_to_install(glioma_path, tmp_path, monkeypatch, capsys):
