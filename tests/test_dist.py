@@ -95,7 +95,7 @@ def test_dist_fold_trains_resumes_exports_and_predicts_nuclei(glioma_path, tmp_p
     fold = tmp_path / "fold"
     args = ["train", "--data", str(glioma_path), "--arch", "dist", "--val-patient", patient, "--profile", "quick",
             "--steps", "60", "--crop", "64", "--set", "steps_per_epoch=30", "--set", "base_filters=4",
-            "--set", "unet_depth=2",
+            "--set", "unet_depth=2", "--set", "checkpoint_seconds=0",
             "--out", str(fold), "--verbose", "0"]
     original = kill_after_first_checkpoint(monkeypatch)
     assert main(args) == 130  # the CLI turns the interruption into "rerun the same command to resume"

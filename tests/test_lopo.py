@@ -14,7 +14,7 @@ PATIENTS = ["TCGA-DB-5270", "TCGA-DB-5275", "TCGA-DU-5847", "TCGA-DU-8165", "TCG
 
 def tiny(data, **changes):
     values = {"data": str(data), "steps": 20, "steps_per_epoch": 10, "crop": 64, "base_filters": 4,
-              "unet_depth": 2,
+              "unet_depth": 2, "checkpoint_seconds": 0,  # a checkpoint each epoch: a test kills after one
               "tune_postprocess": False}  # chosen post-processing is tested in test_train and test_tuning
     return Config.from_profile("quick", **{**values, **changes})
 

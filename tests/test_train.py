@@ -20,7 +20,9 @@ SYNTHETIC_HELD_OUT = "P2"  # conftest's synthetic tiles: for the tests of a kill
 
 
 def fold_config(data, **changes):
-    values = {"data": str(data), "arch": "pangnet", "steps": 100, "steps_per_epoch": 50, "crop": 96}
+    # a checkpoint at every epoch's end: the tests of a killed run kill it after one
+    values = {"data": str(data), "arch": "pangnet", "steps": 100, "steps_per_epoch": 50, "crop": 96,
+              "checkpoint_seconds": 0}
     return Config.from_profile("quick", **{**values, **changes})
 
 
@@ -112,6 +114,42 @@ def fit_again(config, tiles, out):
 
     claim_folder(out, config)
     return fit(config, [t for t in tiles if t.patient != SYNTHETIC_HELD_OUT], out, verbose=0)
+
+
+@pytest.mark.parametrize("seconds, saved_after_epochs", [(0, [0, 1, 2]), (3600, [2])])
+def test_the_checkpoint_is_written_once_its_seconds_have_passed_and_at_the_last_epoch(
+    synthetic, tmp_path, monkeypatch, seconds, saved_after_epochs
+):
+    """Every epoch's loss is logged; the checkpoint is saved at an epoch's end only once
+    checkpoint_seconds have passed since the last (0: every epoch), and at the last epoch."""
+    from nucseg.training import train
+
+    data, tiles = synthetic
+    saved, real_save_with = [], train.save_with
+
+    def counted_save_with(path, *args, **kwargs):
+        saved.append(len(train.read_epoch_losses(path.parent)) - 1)  # the epoch whose loss was just logged
+        return real_save_with(path, *args, **kwargs)
+
+    monkeypatch.setattr(train, "save_with", counted_save_with)
+    config = fold_config(data, steps=30, steps_per_epoch=10, checkpoint_seconds=seconds, tune_postprocess=False)
+    model = fit_again(config, tiles, tmp_path / "fold")
+    assert saved == saved_after_epochs
+    assert sorted(train.read_epoch_losses(tmp_path / "fold")) == [0, 1, 2]
+    assert int(keras.models.load_model(tmp_path / "fold" / CHECKPOINT).optimizer.iterations) == 30
+    assert int(model.optimizer.iterations) == 30
+
+
+def test_how_often_a_run_saves_is_not_part_of_its_configuration(tmp_path):
+    """A run resumed with another checkpoint_seconds is the same run: its folder takes it."""
+    from nucseg.training.runs import claim_folder
+
+    claim_folder(tmp_path, Config(checkpoint_seconds=30))
+    (tmp_path / "losses.json").write_text("{}")
+    claim_folder(tmp_path, Config(checkpoint_seconds=0))
+    assert Config(checkpoint_seconds=0).config_hash() == Config().config_hash()
+    with pytest.raises(ConfigError, match="checkpoint_seconds=-1 must not be negative"):
+        Config(checkpoint_seconds=-1).validated()
 
 
 @pytest.mark.slow
