@@ -165,7 +165,7 @@ def make_augmenter(config, target_scales_with_zoom: bool = False):
     """
     basis = tf.constant(elastic_basis(config.crop, config.elastic_points))
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=True, autograph=False)  # as written: see nucseg.data.pipeline.without_autograph
     def geometry(seed, image, target_weight, tile_height, tile_width):
         coords, zoom = source_coordinates(config, seed, tile_height, tile_width, basis)
         image, target, weight = warp(image, target_weight, coords, tile_height, tile_width)
@@ -193,4 +193,4 @@ def make_batch_jitter(config):
             images = stain_jitter(images, seeds[0], config.stain_jitter)
         return colour_jitter(images, seeds[1], config) if colour else images
 
-    return tf.function(jitter, jit_compile=True)
+    return tf.function(jitter, jit_compile=True, autograph=False)  # see nucseg.data.pipeline.without_autograph
