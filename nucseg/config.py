@@ -112,7 +112,7 @@ class Config:
     steps_per_epoch: int = 500  # the loss is logged at each epoch's end, and the checkpoint written if due
     # An epoch's end writes the checkpoint once this many seconds have passed since the last one
     # (or the fit's start), and the last epoch's always: a killed run loses about this much
-    # training at most. A save costs 0.26 s on 2 cores (docs/speed.md, twenty-fourth round).
+    # training at most. A `cpu` DIST's save: 0.26 s on a 2-core AVX2 EPYC (docs/speed.md, 24th round).
     checkpoint_seconds: float = 30.0
     batch_size: int = 8
     lr: float = 0.01

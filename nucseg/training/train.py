@@ -4,8 +4,8 @@ nucseg.study.fold.train_fold builds a leave-one-patient-out fold on it; a fold w
 folder: config.json (refused if the folder holds another configuration), logs/ (TensorBoard),
 losses.json (the mean loss of each epoch), checkpoint.keras (model and optimiser state, replaced
 atomically at an epoch's end every config.checkpoint_seconds and at the last, removed once the
-fold is exported), model.keras and saved_model/,
-and scores.json (the held-out patient's scores, written last: the fold is done when it exists).
+fold is exported), model.keras and saved_model/, and scores.json (the held-out patient's scores,
+written last: the fold is done when it exists).
 Killed and started again on the same folder, it goes on from the last checkpoint, with the same
 training samples it would have drawn. A new fold seeds Keras's random generators from
 config.seed, so that a fold is reproducible.
