@@ -27,10 +27,7 @@ def test_dist_choice_scores_each_setting_by_the_nuclei_prediction_finds(glioma_t
 
     rng = np.random.default_rng(1)
     labels = [tile.label[:256, :256] for tile in glioma_tiles[:2]]
-    maps = [
-        noisy_distance_map(label, rng, 2.0).astype(np.float32)
-        for label in labels
-    ]
+    maps = [noisy_distance_map(label, rng, 2.0).astype(np.float32) for label in labels]
     config = Config(arch="dist")
     chosen = choose_postprocess(maps, labels, config)
 
@@ -53,10 +50,7 @@ def test_the_choice_is_the_same_to_the_bit_in_one_thread_or_several(glioma_tiles
 
     rng = np.random.default_rng(2)
     labels = [tile.label[:192, :192] for tile in glioma_tiles[:5]]
-    maps = [
-        noisy_distance_map(label, rng, 2.0).astype(np.float32)
-        for label in labels
-    ]
+    maps = [noisy_distance_map(label, rng, 2.0).astype(np.float32) for label in labels]
     chosen = {}
     for threads in (1, 2, 5):
         monkeypatch.setattr(tuning, "usable_cores", lambda threads=threads: threads)

@@ -73,12 +73,12 @@ def load_predictor(path: str | Path, precision: str = "float32", engine: str = "
     # Keras's compiled predict step: 0.69 s a 1024 x 1024 tile for the cpu-profile U-Net where the
     # eager call takes 0.79 s; with XLA (jit_compile=True) it took 0.82 s on the CPU, so no XLA.
     model.compile(jit_compile=False)
-    return lambda batch: np.asarray(model.predict_on_batch(batch))
+    return model_predictor(model)
 
 
 def model_predictor(model):
-    """The predictor of an in-memory Keras model (inference mode), as `load_predictor` gives for a
-    file: Keras's predict step, traced once, not the model called eagerly. The same outputs to the
+    """The predictor of an in-memory Keras model (inference mode), `load_predictor`'s for a
+    `.keras` file too: Keras's predict step, traced once, not the model called eagerly. The same outputs to the
     bit; a 512 x 512 TNBC tile of the `cpu` DIST in 0.19 against 0.32 s on a 2-core EPYC (a fold's
     choice of post-processing and scoring; docs/speed.md, twenty-fourth round)."""
     return lambda batch: np.asarray(model.predict_on_batch(batch))

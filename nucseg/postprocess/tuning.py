@@ -85,4 +85,9 @@ def with_saved_postprocess(config, out_dir: Path):
             f"{path}: not readable ({err}); it was cut short or edited by hand. Remove it to use the "
             "default post-processing, or train the fold again."
         ) from err
+    return with_chosen(config, chosen)
+
+
+def with_chosen(config, chosen: dict):
+    """config with a choice's post-processing fields (as choose_postprocess returns them)."""
     return config.replace(**{k: chosen[k] for k in CHOSEN_FIELDS if k in chosen})

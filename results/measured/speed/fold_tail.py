@@ -19,7 +19,7 @@ from nucseg.config import Config
 from nucseg.data.dataset import load_dataset
 from nucseg.hardware import cpu_summary
 from nucseg.models import custom_objects
-from nucseg.postprocess.tuning import CHOSEN_FIELDS
+from nucseg.postprocess.tuning import with_chosen
 from nucseg.study.evaluate import score_held_out
 from nucseg.study.fold import choose_on_training_tiles
 
@@ -32,8 +32,7 @@ if __name__ == "__main__":
     start = time.perf_counter()
     chosen = choose_on_training_tiles(model, [t for t in tiles if t.patient != held_out], config)
     chose = time.perf_counter()
-    with_chosen = config.replace(**{k: chosen[k] for k in CHOSEN_FIELDS if k in chosen})
-    _, scores = score_held_out(model, [t for t in tiles if t.patient == held_out], with_chosen)
+    _, scores = score_held_out(model, [t for t in tiles if t.patient == held_out], with_chosen(config, chosen))
     scored = time.perf_counter()
     print(
         f"choice {chose - start:.2f} s, scoring {scored - chose:.2f} s; chosen {chosen}; "
