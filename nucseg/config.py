@@ -364,8 +364,9 @@ PROFILES: dict[str, dict] = {
     },
     # About 5 minutes a fold on 2 CPU cores (issue 20): U-Net and DIST of 8..128 filters, FCN-8s of
     # 8..64 with fc 128, 3000 steps of batch 4 at 128x128, training, choice of post-processing and
-    # scoring included (a DIST fold: 256 s on a 2-core AMD EPYC Zen 4, 283-361 s on an AVX2-only one by the day,
-    # results/measured/tnbc_cpu_dist_3000_amd; 2400 steps lost 0.011 PQ: results/measured/tnbc_cpu_dist_2400).
+    # scoring included (a DIST fold: 157-171 s on a 2-core Intel Xeon with AMX, 256 s on an AMD EPYC Zen 4,
+    # 283-361 s on an AVX2-only one by the day: results/measured/tnbc_cpu_dist_3000_xeon, _amd; 2400 steps
+    # lost 0.011 PQ there: results/measured/tnbc_cpu_dist_2400).
     # Until 2026-12 it was 16 filters and 2000 steps; on the same TNBC folds these nets score as
     # high at a quarter of the multiply-adds (results/measured/tnbc_cpu_*_b8_3000, docs/speed.md,
     # seventeenth round). DeconvNet stays at 16..128, in folds of about 11 minutes: at 8 it lost
