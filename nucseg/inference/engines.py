@@ -91,8 +91,8 @@ def choose_precision(requested: str, engine: str, int8_copy: bool = False) -> st
         # OpenVINO's bfloat16 (with the last layer in float32) ran the shipped DIST 2.3 times as fast
         # as its float32 on an AMX Xeon and 1.8 times on an AMD EPYC with AVX512_BF16 but no AMX
         # (Zen 4), with TNBC's nuclei as good on both (results/measured/engines/bfloat16_head*.txt).
-        # It beats the int8 copy too where the CPU has both: on an AMX Xeon a 20,000 x 20,000 slide
-        # took 0.93 of int8's time (results/measured/slide/bench_20000_xeon_bf16_int8.txt).
+        # On an AMX Xeon it beats the int8 copy too: a 20,000 x 20,000 slide took 0.93 of int8's time
+        # (results/measured/slide/bench_20000_xeon_bf16_int8.txt; int8 on Zen 4 was not measured).
         return "bfloat16"
     if int8_copy and avx2_without_avx512():
         # The default model's int8 copy ran its net 1.4 times as fast as float32 on an AVX2-only AMD
