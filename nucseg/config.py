@@ -369,8 +369,8 @@ PROFILES: dict[str, dict] = {
     # lost 0.011 PQ there: results/measured/tnbc_cpu_dist_2400).
     # Until 2026-12 it was 16 filters and 2000 steps; on the same TNBC folds these nets score as
     # high at a quarter of the multiply-adds (results/measured/tnbc_cpu_*_b8_3000, docs/speed.md,
-    # seventeenth round). DeconvNet stays at 16..128, in folds of about 11 minutes: at 8 it lost
-    # 0.08 AJI (results/measured/tnbc_cpu_deconvnet_b8_3000, tnbc_cpu_deconvnet_3000).
+    # seventeenth round). DeconvNet stays at 16..128, in folds of about 11 minutes on a Zen 4 EPYC (6 1/3 on
+    # an AMX Xeon): at 8 it lost 0.08 AJI (results/measured/tnbc_cpu_deconvnet_b8_3000, tnbc_cpu_deconvnet_3000).
     "cpu": {
         "crop": 128,
         "base_filters": 8,
