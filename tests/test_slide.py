@@ -196,6 +196,11 @@ def test_the_slide_benchmark_builds_a_pyramid_and_prints_its_numbers(glioma_tile
     assert result["megapixels_per_second"] > 0 and result["net_megapixels_per_second"] > 0
     assert result["peak_memory_mb"] > 0
     assert "megapixels/s" in format_slide_benchmark(result)
+    # the CPU of the nuclei workers (child processes, counted once the pool has shut down) holds
+    # the CPU they spent finding nuclei, which each worker measured for itself
+    cpu, finding = result["cpu_seconds"], result["stages"]["nuclei_cpu"]
+    assert cpu["main"] > 0 and 0 < finding <= cpu["workers"]
+    assert "CPU-seconds: main process" in format_slide_benchmark(result)
 
 
 def test_the_benchmarks_mosaic_takes_tiles_smaller_than_its_crops(glioma_tiles, tmp_path):

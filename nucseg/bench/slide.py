@@ -104,7 +104,7 @@ def bench_slide(
         import shutil
 
         shutil.rmtree(out)
-    start, timings = time.perf_counter(), {}
+    start, timings, cpu_before = time.perf_counter(), {}, cpu_seconds()
     summary = run_slide(
         predictor,
         config,
@@ -118,6 +118,7 @@ def bench_slide(
         nuclei_workers=nuclei_workers,
     )
     seconds = time.perf_counter() - start
+    cpu = {who: spent - cpu_before[who] for who, spent in cpu_seconds().items()}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "side": side,
@@ -130,8 +131,17 @@ def bench_slide(
         "peak_memory_mb": peak_mb,
         "nuclei_workers": nuclei_workers,
         "stages": timings,
+        "cpu_seconds": cpu,
         "net_megapixels_per_second": net_speed(predictor, tiles, summary["tile_side"], batch_size),
     }
+
+
+def cpu_seconds() -> dict[str, float]:
+    """User + system CPU-seconds so far of this process ("main": reading, the net's threads,
+    handing tiles over, assembling) and of its ended child processes ("workers": the nuclei
+    workers, counted once the run's pool has shut down)."""
+    main, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"main": main.ru_utime + main.ru_stime, "workers": children.ru_utime + children.ru_stime}
 
 
 def net_speed(predictor, tiles, tile: int, batch_size: int, repeats: int = 2) -> float:
@@ -146,6 +156,7 @@ def net_speed(predictor, tiles, tile: int, batch_size: int, repeats: int = 2) ->
 
 
 def format_slide_benchmark(result: dict) -> str:
+    cpu = result["cpu_seconds"]
     return (
         f"slide {result['side']} x {result['side']} ({result['megapixels']:.0f} megapixels, "
         f"{result['tiles']} tiles of {result['tile_side']}): "
@@ -154,5 +165,9 @@ def format_slide_benchmark(result: dict) -> str:
         "workers, which hold no model, not counted); "
         f"the net's forward pass alone: {result['net_megapixels_per_second']:.2f} megapixels/s\n"
         + "seconds by stage (nuclei: summed over the nuclei workers, beside read and predict; wait: the pipeline idle "
-        "for them): " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in result["stages"].items())
+        "for them): "
+        + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in result["stages"].items() if stage != "nuclei_cpu")
+        + f"\nCPU-seconds: main process {cpu['main']:.1f}, nuclei workers {cpu['workers']:.1f} "
+        f"({result['stages'].get('nuclei_cpu', 0.0):.1f} of them finding nuclei, the rest starting and receiving "
+        f"tiles); {(cpu['main'] + cpu['workers']) / result['megapixels']:.2f} CPU-seconds a megapixel"
     )

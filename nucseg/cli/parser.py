@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_precision(stardist)
     stardist.set_defaults(run=cmd_bench_stardist)
 
-    slide_bench = bench.add_parser("slide", help="megapixels/s and peak memory of `nucseg slide` on a mosaic slide")
+    slide_bench = bench.add_parser(
+        "slide", help="megapixels/s, seconds and CPU-seconds by stage and peak memory of `nucseg slide` on a mosaic"
+    )
     slide_bench.add_argument("model", help="model.keras, a SavedModel folder or pretrained:NAME")
     add_data(slide_bench)
     slide_bench.add_argument(

@@ -121,9 +121,9 @@ def run_slide(
     """Nuclei of a slide (or of a region of it) into out_dir; returns the summary (slide.json).
     `nuclei_workers`: processes that find the nuclei (default: one per CPU; 0: a thread).
     `timings`, where given, gets the seconds spent in each stage (read, predict, nuclei, wait,
-    assemble): "nuclei" is the time the workers spent, beside reading and predicting; "wait" is
-    the time the pipeline stood waiting for them. `label_image`: also write `labels.tif`
-    (see `nucseg.inference.label_image`)."""
+    assemble): "nuclei" is the time the workers spent, beside reading and predicting, and
+    "nuclei_cpu" the CPU-seconds of it; "wait" is the time the pipeline stood waiting for them.
+    `label_image`: also write `labels.tif` (see `nucseg.inference.label_image`)."""
     from nucseg.inference.predict import check_tiling
 
     check_tiling(tile, overlap)
@@ -150,7 +150,7 @@ def run_slide(
         ),
     )
     timings = timings if timings is not None else {}
-    for stage in ("read", "predict", "nuclei", "wait", "assemble"):
+    for stage in ("read", "predict", "nuclei", "nuclei_cpu", "wait", "assemble"):
         timings.setdefault(stage, 0.0)
     workers = usable_cores() if nuclei_workers is None else nuclei_workers  # one per CPU this process may use
 
@@ -195,9 +195,10 @@ def _nuclei_by_part(source, parts, numbers, side, predictor, batch_size, find_nu
     def collect_oldest():
         number, future = pending.popleft()
         waiting = time.perf_counter()
-        result, seconds = future.result()
+        result, seconds, cpu_seconds = future.result()
         timings["wait"] += time.perf_counter() - waiting
         timings["nuclei"] += seconds
+        timings["nuclei_cpu"] += cpu_seconds
         found[number].extend(result)
         batches_left[number] -= 1
         return [(number, found.pop(number))] if not batches_left[number] else []
