@@ -19,8 +19,12 @@ def renumbered(labels: np.ndarray, kept: np.ndarray, dtype=np.intp) -> np.ndarra
 def nucleus_pixels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(rows, cols, owner, area): the nucleus pixels, the id of each, and the pixel count of
     each id 1..labels.max() (0 for an id without pixels)."""
-    rows, cols = np.nonzero(labels)  # nucleus pixels only: a third of a tile or less
-    owner = labels[rows, cols].astype(np.intp)
+    # Nucleus pixels only (a third of a tile or less), by flat indices: 0.6 of the time of
+    # np.nonzero's rows and columns and indexing by them (a scratch measure on a slide tile).
+    labels = np.asarray(labels)
+    flat = np.flatnonzero(labels)
+    owner = labels.ravel()[flat].astype(np.intp)
+    rows, cols = np.divmod(flat, labels.shape[1])
     area = np.bincount(owner, minlength=int(labels.max(initial=0)) + 1)[1:]
     return rows, cols, owner, area
 

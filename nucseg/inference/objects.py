@@ -75,12 +75,22 @@ def nuclei_table(
             "perimeter": _perimeters(padded, border, count)[present],
             "eccentricity": eccentricity[present],
             "solidity": np.minimum(area[present] / hull, 1.0),
-            "mean_hematoxylin_od": mean(hematoxylin(image[rows, cols][None])[0])[present],
+            "mean_hematoxylin_od": mean(hematoxylin(_gathered(image, rows, cols)[None])[0])[present],
         }
     )
-    if nucleus_map is not None:
-        frame[map_name] = mean(np.asarray(nucleus_map, np.float64)[rows, cols])[present]
+    if nucleus_map is not None:  # gathered, then made float64: not the whole map
+        frame[map_name] = mean(_gathered(nucleus_map, rows, cols).astype(np.float64))[present]
     return frame
+
+
+def _gathered(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """image[rows, cols] (a pixel's channels too, where it has them), by flat indices: half the
+    time of indexing rows and columns (a scratch measure on a slide tile's nucleus pixels)."""
+    image = np.asarray(image)
+    flat = rows * image.shape[1] + cols
+    return np.take(image.reshape(image.shape[0] * image.shape[1], -1), flat, axis=0).reshape(
+        flat.shape + image.shape[2:]
+    )
 
 
 def _eccentricity(var_r: np.ndarray, var_c: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -96,11 +106,18 @@ _PERIMETER_WEIGHTS[[21, 33]] = np.sqrt(2)
 _PERIMETER_WEIGHTS[[13, 23]] = (1 + np.sqrt(2)) / 2
 
 
-def _at(padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """The (rows, cols) pixels' neighbours (dy, dx) in an image padded by one pixel of 0. Gathered
-    at those pixels only (a tile's border pixels are a few percent of it): a fifth of the time of
-    shifting whole images."""
-    return padded[rows + 1 + dy, cols + 1 + dx]
+class _Neighbours:
+    """The (rows, cols) pixels' neighbours (dy, dx) in images padded by one pixel of 0, all of one
+    shape. Gathered at those pixels only (a tile's border pixels are a few percent of it): a fifth
+    of the time of shifting whole images; and by flat indices, found once: 0.4 of the time of
+    indexing rows and columns at each gather (a scratch measure on 200,000 pixels)."""
+
+    def __init__(self, padded_shape: tuple, rows: np.ndarray, cols: np.ndarray):
+        self.width = padded_shape[1]
+        self.flat = (rows + 1) * self.width + cols + 1
+
+    def __call__(self, padded: np.ndarray, dy: int, dx: int) -> np.ndarray:
+        return np.take(padded.ravel(), self.flat + (dy * self.width + dx))
 
 
 _SIDES, _CORNERS = [(-1, 0), (1, 0), (0, -1), (0, 1)], [(-1, -1), (-1, 1), (1, -1), (1, 1)]
@@ -121,7 +138,8 @@ def _border(padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, values: np.n
     (`rows`, `cols` in raster order and their ids `values`, as nucleus_pixels gives them). Built
     from those, not found again by np.nonzero of whole tiles (three passes over a slide tile,
     about 7 ms of its nuclei)."""
-    outside = np.logical_or.reduce([_at(padded, rows, cols, dy, dx) != values for dy, dx in _SIDES])
+    at = _Neighbours(padded.shape, rows, cols)
+    outside = np.logical_or.reduce([at(padded, dy, dx) != values for dy, dx in _SIDES])
     image = np.zeros((padded.shape[0] - 2, padded.shape[1] - 2), bool)
     image[rows[outside], cols[outside]] = True
     return _Border(image, rows[outside], cols[outside], values[outside])
@@ -133,10 +151,11 @@ def _perimeters(padded: np.ndarray, border: _Border, count: int) -> np.ndarray:
     corner), and regionprops' weight per code. `padded`: the label image padded by one pixel of 0."""
     rows, cols, values = border.rows, border.cols, border.values
     padded_border, code = np.pad(border.image, 1), np.ones(len(rows), np.int64)
+    at = _Neighbours(padded.shape, rows, cols)
     for offsets, weight in ((_SIDES, 2), (_CORNERS, 10)):
         for dy, dx in offsets:
-            same = _at(padded, rows, cols, dy, dx) == values
-            code += weight * (_at(padded_border, rows, cols, dy, dx) & same)
+            same = at(padded, dy, dx) == values
+            code += weight * (at(padded_border, dy, dx) & same)
     return np.bincount(values.astype(np.intp), weights=_PERIMETER_WEIGHTS[code], minlength=count + 1)[1:]
 
 

@@ -69,11 +69,11 @@ def outline_points(
     """(ids, points, lengths): nucleus_outlines as arrays. `points` (P, 2) holds every outline's
     (x, y) one after the other, ids[k]'s in lengths[k] rows (its first point again at its end);
     ids ascending."""
-    padded = np.pad(np.asarray(labels).astype(np.int64, copy=False), 1)
+    padded = np.pad(np.asarray(labels), 1)  # its own integer type: a slide tile's uint16 is a quarter of int64's bytes
     rows, cols, ids, cases = _boundary_cells(padded)
     if not len(ids):
         return np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0, np.int64)
-    starts, ends, owners = _segments(rows, cols, ids, cases)
+    starts, ends, owners = _segments(rows, cols, ids.astype(np.int64), cases)
     width = 2 * padded.shape[1]
     start_keys = owners * (2 * padded.shape[0] * width) + starts[:, 0] * width + starts[:, 1]
     end_keys = owners * (2 * padded.shape[0] * width) + ends[:, 0] * width + ends[:, 1]
@@ -104,14 +104,23 @@ def nucleus_polygon(mask: np.ndarray, top: int = 0, left: int = 0) -> list[list[
 def _boundary_cells(padded: np.ndarray):
     """(row, col, id, case) of every cell that a nucleus's outline crosses, once per nucleus."""
     corners = [padded[:-1, :-1], padded[:-1, 1:], padded[1:, 1:], padded[1:, :-1]]  # clockwise from top-left
-    crossed = np.nonzero((corners[0] != corners[1]) | (corners[1] != corners[2]) | (corners[2] != corners[3]))
-    values = np.stack([corner[crossed] for corner in corners], axis=1)  # (cells, 4)
+    cells = np.flatnonzero((corners[0] != corners[1]) | (corners[1] != corners[2]) | (corners[2] != corners[3]))
+    row, col = np.divmod(cells, padded.shape[1] - 1)
+    top_left = row * padded.shape[1] + col  # in padded.ravel(): by flat indices, a fifth of the time
+    values = [np.take(padded.ravel(), top_left + offset) for offset in (0, 1, padded.shape[1] + 1, padded.shape[1])]
+    # Which corners hold the same id, each pair compared once; corner k's case has bit j where
+    # corner j holds corner k's id, and k's id is counted in the first corner that holds it.
+    same = {(j, k): values[j] == values[k] for k in range(4) for j in range(k)}
     found = []
     for k in range(4):
-        ids = values[:, k]
-        first = (ids > 0) & np.all(values[:, :k] != ids[:, None], axis=1)  # each id once per cell
-        cases = ((values[first] == ids[first, None]) << np.arange(4)).sum(axis=1)
-        found.append((crossed[0][first], crossed[1][first], ids[first], cases))
+        case = np.full(len(cells), 1 << k, np.uint8)
+        first = values[k] > 0
+        for j in range(4):
+            if j != k:
+                case |= same[min(j, k), max(j, k)].astype(np.uint8) << j
+            if j < k:
+                first &= ~same[j, k]
+        found.append((row[first], col[first], values[k][first], case[first].astype(np.intp)))
     return tuple(np.concatenate(parts) for parts in zip(*found))
 
 

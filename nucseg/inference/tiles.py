@@ -92,29 +92,27 @@ def kept_nuclei(
         return [], 0
     rows, cols, owner, area = pixels if pixels is not None else nucleus_pixels(labels)
     centroids = np.stack([nucleus_means(owner, area, rows), nucleus_means(owner, area, cols)], axis=1)
-    interior = {
-        "top": ty > 0,
-        "left": tx > 0,
-        "bottom": ty + plan.tile < plan.height,
-        "right": tx + plan.tile < plan.width,
-    }
-    edge = np.zeros(labels.shape, bool)
-    edge[0, :], edge[-1, :], edge[:, 0], edge[:, -1] = (
-        interior["top"],
-        interior["bottom"],
-        interior["left"],
-        interior["right"],
+    in_core = (
+        (area > 0)
+        & (core_y[0] <= ty + centroids[:, 0] + 0.5)
+        & (ty + centroids[:, 0] + 0.5 < core_y[1])
+        & (core_x[0] <= tx + centroids[:, 1] + 0.5)
+        & (tx + centroids[:, 1] + 0.5 < core_x[1])
     )
-    touching = set(np.unique(labels[edge & (labels > 0)]).tolist())
-    kept, cut = [], 0
-    for index, pixels, (cy, cx) in zip(ids, area, centroids):
-        if not pixels or not (core_y[0] <= ty + cy + 0.5 < core_y[1] and core_x[0] <= tx + cx + 0.5 < core_x[1]):
-            continue
-        if int(index) in touching:
-            cut += 1
-            continue
-        kept.append(int(index))
-    return kept, cut
+    edges = [  # the tile's edges inside the region: a nucleus touching one is cut there
+        line
+        for line, inside in (
+            (labels[0], ty > 0),
+            (labels[-1], ty + plan.tile < plan.height),
+            (labels[:, 0], tx > 0),
+            (labels[:, -1], tx + plan.tile < plan.width),
+        )
+        if inside
+    ]
+    touching = np.zeros(len(ids) + 1, bool)
+    touching[np.concatenate([np.zeros(0, labels.dtype), *edges])] = True
+    touching = touching[1:]
+    return ids[in_core & ~touching].tolist(), int(np.sum(in_core & touching))
 
 
 # In a slide's part files each nucleus's GeoJSON Feature is text, written here in the worker; its
@@ -137,7 +135,7 @@ def tile_nuclei(labels, image, nucleus_map, plan: SlidePlan, tx, ty, core_x, cor
         return [], (np.zeros((0, 2)), np.zeros(0, np.int64)), ([], []), cut
     keep = np.zeros(int(labels.max()) + 1, bool)
     keep[kept] = True
-    labels = np.where(keep[labels], labels, 0)  # a lookup table: np.isin sorts the whole tile
+    labels = np.where(keep, np.arange(len(keep)), 0).astype(labels.dtype)[labels]  # a lookup table: np.isin sorts
     pixels = kept_pixels(pixels, keep)
     scale, (x0, y0) = plan.to_level0, plan.region[:2]
     ids, points, lengths = outline_points(labels, top=y0 + ty * scale, left=x0 + tx * scale, scale=scale)  # level 0
@@ -190,7 +188,8 @@ def without_pieces_beyond_core(nucleus_map: np.ndarray, config, core_rows, core_
 
     boxes = ndimage.find_objects(pieces.labels)
     beyond = np.array([False] + [not (reaches(rows, core_rows) and reaches(cols, core_cols)) for rows, cols in boxes])
-    return np.where(beyond[pieces.labels], np.zeros((), nucleus_map.dtype), nucleus_map), pieces.kept(~beyond)
+    cleared = beyond[pieces.labels]
+    return np.where(cleared, np.zeros((), nucleus_map.dtype), nucleus_map), pieces.without(cleared, boxes)
 
 
 def batch_nuclei(

@@ -36,30 +36,33 @@ EIGHT = np.ones((3, 3), bool)
 TOLERANCE = 2 * np.finfo(np.float32).resolution
 
 
-def piece_h_maxima(distance: np.ndarray, h: float, pieces: np.ndarray, which: np.ndarray) -> np.ndarray:
+def piece_h_maxima(
+    distance: np.ndarray, h: float, pieces: np.ndarray, which: np.ndarray, boxes: list | None = None
+) -> np.ndarray:
     """Boolean image: for each piece number in `which`, skimage's h_maxima(crop, h) on the piece.
-    `distance`: float32, >= 0. `pieces`: 8-connected labels, so that two pieces never touch."""
+    `distance`: float32, >= 0. `pieces`: 8-connected labels, so that two pieces never touch.
+    `boxes`: ndimage.find_objects(pieces), where the caller has them (those of `which` are used)."""
     h = np.float32(h)
     wanted = np.zeros(int(pieces.max()) + 1, bool)
     wanted[which] = True
     wanted[0] = False
     domain = wanted[pieces]
     maxima = np.zeros(distance.shape, bool)
-    if not domain.any():
+    flat = np.flatnonzero(domain)  # the domain's pixels in distance.ravel()
+    if not len(flat):
         return maxima
-    rows, cols = np.nonzero(domain)
     padded = np.full((distance.shape[0] + 2, distance.shape[1] + 2), -np.inf, np.float32)  # below every pixel
-    padded[1:-1, 1:-1][domain] = distance[domain]
+    value = distance.ravel()[flat]
     row_step = padded.shape[1]
-    at = (rows + 1) * row_step + cols + 1  # the pixels in padded.ravel()
+    at = flat + 2 * (flat // distance.shape[1]) + row_step + 1  # the same pixels in padded.ravel()
+    padded.ravel()[at] = value
     steps = np.array([-row_step - 1, -row_step, -row_step + 1, -1, 1, row_step - 1, row_step, row_step + 1])
-    value = distance[rows, cols]
     summit_of, summit_value = _climb(padded, at, steps)
     lower, upper, saddle = _saddles(padded, at, summit_of, steps[4:])
     seed = summit_value - h - TOLERANCE * np.abs(summit_value)
     reconstruction = _summit_reconstruction(seed, lower, upper, saddle)[summit_of]  # the module's point 4
-    found = (value - reconstruction >= h) & _range_at_least(distance, pieces, which, h)[pieces[rows, cols]]
-    maxima[rows[found], cols[found]] = True
+    found = (value - reconstruction >= h) & _range_at_least(distance, pieces, which, h, boxes)[pieces.ravel()[flat]]
+    maxima.ravel()[flat[found]] = True
     return maxima
 
 
@@ -142,12 +145,14 @@ def _summit_reconstruction(seed: np.ndarray, lower: list, upper: list, saddle: n
     return np.maximum(seed, np.array(reached[:count], np.float32))
 
 
-def _range_at_least(distance: np.ndarray, pieces: np.ndarray, which: np.ndarray, h: np.float32) -> np.ndarray:
+def _range_at_least(
+    distance: np.ndarray, pieces: np.ndarray, which: np.ndarray, h: np.float32, boxes=None
+) -> np.ndarray:
     """Per piece number, whether skimage's h_maxima finds anything in the piece's crop: not when
     the crop's range (max - min) is below h. Its minimum is -1 (around the piece) unless the
     piece fills its bounding box."""
     enough = np.zeros(int(pieces.max()) + 1, bool)
-    boxes = ndimage.find_objects(pieces)
+    boxes = boxes if boxes is not None else ndimage.find_objects(pieces)
     for number in which:
         crop = distance[boxes[number - 1]]
         inside = pieces[boxes[number - 1]] == number

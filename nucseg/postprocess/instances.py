@@ -25,26 +25,30 @@ from nucseg.postprocess.dynamics import EIGHT, piece_h_maxima
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """ndimage.binary_fill_holes, by labelling the background once (a third of the time of
     SciPy's repeated dilation on a 1024 x 1024 tile; the same result, tested)."""
-    background, _ = ndimage.label(~mask)
+    background, count = ndimage.label(~mask)
     edges = np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])
-    reaches_edge = np.zeros(background.max() + 1, bool)
-    reaches_edge[edges] = True
-    return mask | ~reaches_edge[background]
+    filled = np.ones(count + 1, bool)  # per background label: filled unless it reaches the edge; 0 is the mask
+    filled[edges] = False
+    filled[0] = True
+    return filled[background]
 
 
 @dataclasses.dataclass(frozen=True)
 class Pieces:
     """A foreground with its holes filled, and its 8-connected pieces: `labels` 0 outside them, a
-    number per piece up to `count` (some numbers may be unused: see kept)."""
+    number per piece up to `count` (some numbers may be unused: see without)."""
 
     filled: np.ndarray
     labels: np.ndarray
     count: int
+    boxes: list | None = None  # ndimage.find_objects(labels), where known (else found where needed)
 
-    def kept(self, keep: np.ndarray) -> Pieces:
-        """Only the pieces whose number is true in `keep` (one entry per number 0..count)."""
-        labels = np.where(keep[self.labels], self.labels, 0)
-        return Pieces(labels > 0, labels, self.count)
+    def without(self, cleared: np.ndarray, boxes: list | None = None) -> Pieces:
+        """The pieces less those whose pixels are true in `cleared` (a boolean image that holds
+        each piece whole or not at all), their numbers kept. `boxes`: find_objects of these
+        pieces' labels, where the caller has them (a cleared piece's box is not looked at again)."""
+        labels = np.where(cleared, 0, self.labels)
+        return Pieces(labels > 0, labels, self.count, boxes)
 
 
 def foreground_pieces(foreground: np.ndarray) -> Pieces:
@@ -60,7 +64,7 @@ def _large_components(mask: np.ndarray, min_size: int) -> tuple[np.ndarray, int]
     order of their first pixel: ndimage.label of skimage's remove_small_objects(mask), from one
     labelling instead of two (the watershed's components are these)."""
     components, count = ndimage.label(mask)
-    large = np.bincount(components.ravel(), minlength=count + 1) >= min_size
+    large = np.bincount(components[mask], minlength=count + 1) >= min_size  # the mask's pixels: a fifth of a tile
     large[0] = False
     numbers = np.where(large, np.cumsum(large), 0).astype(components.dtype)
     return numbers[components], int(large.sum())
@@ -94,7 +98,8 @@ def _split(distance: np.ndarray, components: np.ndarray, count: int, peaks: np.n
         markers[peaks[mine, 0] - box[0].start, peaks[mine, 1] - box[1].start] = mine + 1
         flooded = watershed(-distance[box], markers, mask=inside)
         labels[box][inside] = flooded[inside]
-    kept = np.bincount(labels.ravel()) >= min_size  # not the pieces the split left too small
+    nuclei = labels[components > 0]  # the components' pixels: a fifth of a tile, counted faster than all of it
+    kept = np.bincount(nuclei, minlength=int(nuclei.max(initial=0)) + 1) >= min_size  # not pieces split too small
     return renumbered(labels, kept, np.uint16)
 
 
@@ -156,9 +161,8 @@ def distance_maxima(distance: np.ndarray, h: float, above: float) -> np.ndarray:
 def _maxima_per_piece(distance: np.ndarray, h: float, foreground: Pieces) -> np.ndarray:
     """distance_maxima(distance, h, above) where `foreground` is foreground_pieces(distance > above)."""
     pieces, count = foreground.labels, foreground.count
-    maxima = np.zeros(distance.shape, bool)
     if not count:
-        return maxima
+        return np.zeros(distance.shape, bool)
     # Local maxima (no higher neighbour), grouped into plateaus: a piece's plateaus are its maxima
     # when it has one; only pieces with more need the h-maxima (skimage's per piece, from dynamics.py).
     top = (distance == max_of_3x3(distance)) & (pieces > 0)
@@ -168,9 +172,8 @@ def _maxima_per_piece(distance: np.ndarray, h: float, foreground: Pieces) -> np.
     per_piece = np.bincount(piece_of_plateau[1:], minlength=count + 1)
     single = per_piece == 1
     single[0] = False
-    maxima[single[pieces] & top] = True
-    maxima |= piece_h_maxima(distance, h, pieces, np.flatnonzero(per_piece > 1))
-    return maxima
+    several = np.flatnonzero(per_piece > 1)
+    return (single[pieces] & top) | piece_h_maxima(distance, h, pieces, several, foreground.boxes)
 
 
 def instances_from_distance(
