@@ -63,6 +63,7 @@ def nuclei_table(
     centre_r, centre_c = mean(rows), mean(cols)
     d_r, d_c = rows - centre_r[owner - 1], cols - centre_c[owner - 1]
     eccentricity = _eccentricity(mean(d_r * d_r), mean(d_c * d_c), mean(d_r * d_c))
+    flat = rows * labels.shape[1] + cols  # the nucleus pixels in the image's and map's pixels, found once
     padded = np.pad(labels, 1)
     border = _border(padded, rows, cols, owner)
     hull = _hull_areas(labels, border, count)[present]
@@ -75,22 +76,21 @@ def nuclei_table(
             "perimeter": _perimeters(padded, border, count)[present],
             "eccentricity": eccentricity[present],
             "solidity": np.minimum(area[present] / hull, 1.0),
-            "mean_hematoxylin_od": mean(hematoxylin(_gathered(image, rows, cols)[None])[0])[present],
+            "mean_hematoxylin_od": mean(hematoxylin(_gathered(image, flat)[None])[0])[present],
         }
     )
     if nucleus_map is not None:  # gathered, then made float64: not the whole map
-        frame[map_name] = mean(_gathered(nucleus_map, rows, cols).astype(np.float64))[present]
+        frame[map_name] = mean(_gathered(nucleus_map, flat).astype(np.float64))[present]
     return frame
 
 
-def _gathered(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """image[rows, cols] (a pixel's channels too, where it has them), by flat indices: half the
-    time of indexing rows and columns (a scratch measure on a slide tile's nucleus pixels)."""
+def _gathered(image: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """The pixels `flat` (indices of image[:, :, ...] raveled over its rows and columns) with their
+    channels, if any: half the time of indexing rows and columns (a scratch measure on a slide
+    tile's nucleus pixels)."""
     image = np.asarray(image)
-    flat = rows * image.shape[1] + cols
-    return np.take(image.reshape(image.shape[0] * image.shape[1], -1), flat, axis=0).reshape(
-        flat.shape + image.shape[2:]
-    )
+    pixels = image.reshape(image.shape[0] * image.shape[1], -1)
+    return np.take(pixels, flat, axis=0).reshape(flat.shape + image.shape[2:])
 
 
 def _eccentricity(var_r: np.ndarray, var_c: np.ndarray, cov: np.ndarray) -> np.ndarray:

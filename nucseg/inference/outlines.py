@@ -110,14 +110,18 @@ def _boundary_cells(padded: np.ndarray):
     values = [np.take(padded.ravel(), top_left + offset) for offset in (0, 1, padded.shape[1] + 1, padded.shape[1])]
     # Which corners hold the same id, each pair compared once; corner k's case has bit j where
     # corner j holds corner k's id, and k's id is counted in the first corner that holds it.
-    same = {(j, k): values[j] == values[k] for k in range(4) for j in range(k)}
+    same = {}
+    for k in range(4):
+        for j in range(k):
+            same[j, k] = same[k, j] = values[j] == values[k]
     found = []
     for k in range(4):
         case = np.full(len(cells), 1 << k, np.uint8)
         first = values[k] > 0
         for j in range(4):
-            if j != k:
-                case |= same[min(j, k), max(j, k)].astype(np.uint8) << j
+            if j == k:
+                continue
+            case |= same[j, k].astype(np.uint8) << j
             if j < k:
                 first &= ~same[j, k]
         found.append((row[first], col[first], values[k][first], case[first].astype(np.intp)))

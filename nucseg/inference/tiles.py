@@ -110,8 +110,9 @@ def kept_nuclei(
         if inside
     ]
     touching = np.zeros(len(ids) + 1, bool)
-    touching[np.concatenate([np.zeros(0, labels.dtype), *edges])] = True
-    touching = touching[1:]
+    for line in edges:
+        touching[line] = True
+    touching = touching[1:]  # by id 1..N, as in_core
     return ids[in_core & ~touching].tolist(), int(np.sum(in_core & touching))
 
 
