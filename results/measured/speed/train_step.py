@@ -4,11 +4,15 @@ The first fifth of the steps (tracing, warm-up) is not counted. The code measure
 that Python imports: set PYTHONPATH to a checkout (`git worktree add DIR REV`) to measure another
 commit. BASE_FILTERS (default: the profile's) sets the net's width: the sessions' notes give the
 day's speed with `300 16`, the `cpu` profile's width until its seventeenth round (8 since), so
-that days stay comparable. BATCH (default: the profile's, 4) sets the batch size.
+that days stay comparable. BATCH (default: the profile's, 4) sets the batch size. The environment
+variable ARCH times another of the profile's nets (default: dist), and FIELDS sets any other
+Config fields, as JSON: `ARCH=deconvnet FIELDS='{"batch_norm": false}'`.
 
     PYTHONPATH=DIR .venv/bin/python results/measured/speed/train_step.py [STEPS [BASE_FILTERS [BATCH]]]
 """
 
+import json
+import os
 import sys
 import time
 
@@ -34,7 +38,8 @@ class Clock(keras.callbacks.Callback):
 
 if __name__ == "__main__":
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 300
-    config = Config.from_profile("cpu", arch="dist", data="../shared/data/tnbc")
+    config = Config.from_profile("cpu", arch=os.environ.get("ARCH", "dist"), data="../shared/data/tnbc")
+    config = config.replace(**json.loads(os.environ.get("FIELDS", "{}")))
     if len(sys.argv) > 2:
         config = config.replace(base_filters=int(sys.argv[2]))
     if len(sys.argv) > 3:
