@@ -44,20 +44,43 @@ def test_openvino_bfloat16_stays_close_where_the_cpu_has_it(small_dist_fold, gli
     assert rounded_to_bfloat16.mean() < 0.5
 
 
+def openvino_file(fold):
+    engines.openvino_predictor(fold / "saved_model")  # converted into the cache
+    return engines._cache_folder() / engines._model_digest(fold / "saved_model") / "model.xml"
+
+
 def test_the_linear_head_is_kept_in_float32_for_a_dist_net_only(small_dist_fold, small_unet_fold, glioma_tiles):
     import openvino as ov
 
-    def openvino_file(fold):
-        engines.openvino_predictor(fold / "saved_model")  # converted into the cache
-        return engines._cache_folder() / engines._model_digest(fold / "saved_model") / "model.xml"
+    from nucseg.inference.openvino_graph import float32_linear_head
 
-    assert not engines.float32_linear_head(ov.Core().read_model(str(openvino_file(small_unet_fold))))  # softmax
+    assert not float32_linear_head(ov.Core().read_model(str(openvino_file(small_unet_fold))))  # softmax
     dist = openvino_file(small_dist_fold)
     whole, rewritten = engines.OpenVINOPredictor(dist), engines.OpenVINOPredictor(dist, float32_head=True)
     assert not whole.head_in_float32 and rewritten.head_in_float32
     batch = glioma_tiles[0].image[None, :128, :160].astype(np.float32)
     expected = whole(batch)
     np.testing.assert_allclose(rewritten(batch), expected, atol=1e-4 * max(1.0, float(np.abs(expected).max())))
+
+
+@pytest.mark.parametrize("fold", ["small_unet_fold", "small_dist_fold"])
+def test_float32_runs_the_skip_connections_without_concatenating(fold, request, glioma_tiles):
+    """The U-Net's and DIST's skip concatenations, each rewritten as two convolutions added (faster
+    in OpenVINO's float32: docs/speed.md), give the same outputs; bfloat16 and int8 keep them."""
+    model = openvino_file(request.getfixturevalue(fold))  # the test folds' nets: 2 poolings
+    kept, split = engines.OpenVINOPredictor(model, split_concatenations=False), engines.OpenVINOPredictor(model)
+    assert (kept.concatenations_split, split.concatenations_split) == (0, 2)
+    batch = np.stack([t.image[:160, :224] for t in glioma_tiles[:2]]).astype(np.float32)
+    expected = kept(batch)
+    np.testing.assert_allclose(split(batch), expected, atol=1e-5 * max(1.0, float(np.abs(expected).max())))
+    assert engines.OpenVINOPredictor(model, "bfloat16").concatenations_split == 0
+
+
+def test_the_int8_copy_keeps_its_concatenations():
+    from nucseg import pretrained
+
+    assert engines.openvino_predictor(pretrained.resolve(None), "int8").concatenations_split == 0
+    assert engines.openvino_predictor(pretrained.resolve(None), "float32").concatenations_split == 4
 
 
 def test_auto_choices(monkeypatch):

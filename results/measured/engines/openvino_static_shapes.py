@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from nucseg.inference.engines import _cache_folder, _model_digest, float32_linear_head, openvino_predictor
+from nucseg.inference.engines import _cache_folder, _model_digest, openvino_predictor
+from nucseg.inference.openvino_graph import float32_linear_head
 from nucseg.pretrained import __file__ as pretrained_init
 
 name, side, repeats, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), 2

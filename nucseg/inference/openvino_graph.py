@@ -1,0 +1,104 @@
+"""Rewrites of an OpenVINO model before it is compiled for the CPU: each keeps the net's
+arithmetic and changes where OpenVINO's CPU plugin would otherwise run it slower or rounder.
+Written here because the plugin has no option for either: they are graph changes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def float32_linear_head(model) -> bool:
+    """Rewrites the model's last 1x1 convolution (DIST's linear head) in place as a product and a
+    sum over the channels, which OpenVINO's CPU plugin keeps in float32 under a bfloat16 hint (it
+    leaves the ops after a net's last convolution in the model's precision "to maintain accuracy":
+    its Graph::EnforceInferencePrecision). True where it did; False, the model untouched, where the
+    model does not end in a 1x1 convolution with one output (a net with a softmax).
+    Written as (features x weights) summed over the channels, in (N, C, H, W): the net within about
+    a tenth of its speed all in bfloat16; a 5-D product serving several outputs ran 40 % slower.
+
+    Why: DIST's distances rounded to bfloat16 (steps of 1/32 to 1/16 of a pixel at the distances
+    of nuclei) become plateaus that merge or split the dynamic watershed's maxima: TNBC's AJI
+    fell from 0.619 to 0.603 with only the output rounded, the rest of the net in float32. The
+    head is 16 multiply-adds a pixel: in float32 on the bfloat16 net's features, it gives
+    float32's nuclei back (results/measured/engines/README.md)."""
+    import openvino.opset13 as ops
+
+    tail = model.get_results()[0].input(0).get_source_output().get_node()
+    if tail.get_type_name() not in ("Reshape", "Transpose"):
+        return False
+    add = tail.input(0).get_source_output().get_node()
+    if add.get_type_name() != "Add":
+        return False
+    conv, bias = (add.input(k).get_source_output().get_node() for k in (0, 1))
+    if conv.get_type_name() != "Convolution" or bias.get_type_name() != "Constant":
+        return False
+    weights = conv.input(1).get_source_output().get_node()
+    if weights.get_type_name() != "Constant" or tuple(weights.get_output_shape(0))[2:] != (1, 1):
+        return False
+    if list(conv.get_attributes()["strides"]) != [1, 1] or any(conv.get_attributes()["pads_begin"]):
+        return False
+    if weights.get_output_shape(0)[0] != 1:
+        return False  # DIST's head has one output; nucseg has no other net with a linear head
+    kernel = weights.get_data().astype(np.float32).reshape(1, -1, 1, 1)
+    product = ops.multiply(conv.input(0).get_source_output(), ops.constant(kernel))  # (N, features, H, W)
+    mixed = ops.reduce_sum(product, ops.constant(np.array([1], np.int64)), keep_dims=True)
+    add.input(0).replace_source_output(mixed.output(0))
+    model.validate_nodes_and_infer_types()
+    return True
+
+
+def convolutions_without_concatenation(model) -> int:
+    """Rewrites in place each concatenation of two inputs along the channels whose one consumer is
+    a convolution (a U-Net's or DIST's skip connection: the encoder's features beside the
+    upsampled ones, then the block's first 3x3 convolution) as two convolutions, one on each input
+    with its part of the kernel's input channels, added: the same sums of products, without the
+    concatenated tensor. Returns how many it rewrote (0 for nets without them: PangNet, FCN-8s,
+    DeconvNet).
+
+    Why: OpenVINO's CPU plugin (2026.4) runs these concatenations, channels last, in its generic
+    Concat kernel ("ref" in its PERF_COUNT): for the default model, 18 ms of a float32 batch of 2 x
+    992 x 992 for the full-resolution one alone. Rewritten, the net ran 1.08-1.12 times as fast
+    in float32 on an AMX Xeon and 1.02-1.09 with oneDNN held to its AVX2 kernels, outputs equal to
+    1e-6; in bfloat16 it was level, and the int8 copy ran 0.93-0.97 as fast, so the engine does
+    it in float32 only (results/measured/engines/concat_split_xeon.txt, docs/speed.md)."""
+    import openvino.opset13 as ops
+
+    rewritten = 0
+    for concat in model.get_ordered_ops():
+        if concat.get_type_name() != "Concat" or concat.get_input_size() != 2:
+            continue
+        if concat.get_attributes()["axis"] not in (1, -3):  # (N, C, H, W): the channels
+            continue
+        consumers = list(concat.output(0).get_target_inputs())
+        if len(consumers) != 1 or consumers[0].get_node().get_type_name() != "Convolution":
+            continue
+        conv = consumers[0].get_node()
+        first, second = concat.input_value(0), concat.input_value(1)
+        if not first.get_partial_shape()[1].is_static:
+            continue
+        kernel = _constant(conv.input_value(1).get_node())
+        if kernel is None:
+            continue
+        split = first.get_partial_shape()[1].get_length()
+        settings = {key: conv.get_attributes()[key] for key in ("strides", "pads_begin", "pads_end", "dilations")}
+        settings["auto_pad"] = conv.get_attributes()["auto_pad"]
+        halves = (kernel[:, :split], kernel[:, split:])
+        added = ops.add(
+            ops.convolution(first, ops.constant(np.ascontiguousarray(halves[0])), **settings),
+            ops.convolution(second, ops.constant(np.ascontiguousarray(halves[1])), **settings),
+        )
+        for target in list(conv.output(0).get_target_inputs()):
+            target.replace_source_output(added.output(0))
+        rewritten += 1
+    model.validate_nodes_and_infer_types()
+    return rewritten
+
+
+def _constant(node):
+    """The values of a convolution's kernel held as a constant (or a constant converted, as a
+    model saved with its weights compressed has them), as float32; None for any other kernel."""
+    if node.get_type_name() == "Convert":
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "Constant":
+        return None
+    return node.get_data().astype(np.float32)
