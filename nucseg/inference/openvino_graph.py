@@ -76,17 +76,14 @@ def convolutions_without_concatenation(model) -> int:
         first, second = concat.input_value(0), concat.input_value(1)
         if not first.get_partial_shape()[1].is_static:
             continue
-        kernel = _constant(conv.input_value(1).get_node())
-        if kernel is None:
-            continue
         split = first.get_partial_shape()[1].get_length()
-        settings = {key: conv.get_attributes()[key] for key in ("strides", "pads_begin", "pads_end", "dilations")}
-        settings["auto_pad"] = conv.get_attributes()["auto_pad"]
-        halves = (kernel[:, :split], kernel[:, split:])
-        added = ops.add(
-            ops.convolution(first, ops.constant(np.ascontiguousarray(halves[0])), **settings),
-            ops.convolution(second, ops.constant(np.ascontiguousarray(halves[1])), **settings),
-        )
+        kernel = conv.input_value(1).get_node()
+        halves = _kernel_part(kernel, slice(None, split)), _kernel_part(kernel, slice(split, None))
+        if halves[0] is None:
+            continue
+        attributes = conv.get_attributes()
+        settings = {key: attributes[key] for key in ("strides", "pads_begin", "pads_end", "dilations", "auto_pad")}
+        added = ops.add(ops.convolution(first, halves[0], **settings), ops.convolution(second, halves[1], **settings))
         for target in list(conv.output(0).get_target_inputs()):
             target.replace_source_output(added.output(0))
         rewritten += 1
@@ -94,11 +91,22 @@ def convolutions_without_concatenation(model) -> int:
     return rewritten
 
 
-def _constant(node):
-    """The values of a convolution's kernel held as a constant (or a constant converted, as a
-    model saved with its weights compressed has them), as float32; None for any other kernel."""
-    if node.get_type_name() == "Convert":
-        node = node.input_value(0).get_node()
-    if node.get_type_name() != "Constant":
-        return None
-    return node.get_data().astype(np.float32)
+def _kernel_part(node, channels: slice):
+    """The convolution kernel `node` cut to its input channels `channels` (axis 1), in the form it
+    has: a constant; a constant converted (weights saved compressed, or quantised); or either of
+    those times a scale per output channel (an int8 copy's kernels). None for any other kernel."""
+    import openvino.opset13 as ops
+
+    kind = node.get_type_name()
+    if kind == "Constant":
+        return ops.constant(np.ascontiguousarray(node.get_data()[:, channels]))
+    if kind == "Convert":
+        part = _kernel_part(node.input_value(0).get_node(), channels)
+        return None if part is None else ops.convert(part, node.get_output_element_type(0))
+    if kind == "Multiply":
+        scale = node.input_value(1).get_node()
+        if scale.get_type_name() != "Constant" or scale.get_output_partial_shape(0)[1].get_length() != 1:
+            return None  # a scale that varies along the input channels would need cutting too
+        part = _kernel_part(node.input_value(0).get_node(), channels)
+        return None if part is None else ops.multiply(part, scale)
+    return None
