@@ -20,7 +20,7 @@ import nucseg  # noqa: F401  first, as the nucseg command imports it: it has Ten
 import keras
 import numpy as np
 
-from nucseg.config import Config
+from nucseg.config import Config, ConfigError
 from nucseg.data.dataset import load_dataset
 from nucseg.models import build_model
 from nucseg.training.optimizer import compile_model
@@ -38,8 +38,11 @@ class Clock(keras.callbacks.Callback):
 
 if __name__ == "__main__":
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 300
-    config = Config.from_profile("cpu", arch=os.environ.get("ARCH", "dist"), data="../shared/data/tnbc")
-    config = config.replace(**json.loads(os.environ.get("FIELDS", "{}")))
+    try:
+        config = Config.from_profile("cpu", arch=os.environ.get("ARCH", "dist"), data="../shared/data/tnbc")
+        config = config.replace(**json.loads(os.environ.get("FIELDS", "{}")))
+    except (ConfigError, json.JSONDecodeError) as err:
+        sys.exit(f"train_step.py: ARCH or FIELDS ({os.environ.get('FIELDS', '')}): {err}")
     if len(sys.argv) > 2:
         config = config.replace(base_filters=int(sys.argv[2]))
     if len(sys.argv) > 3:
