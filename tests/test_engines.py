@@ -76,11 +76,44 @@ def test_float32_runs_the_skip_connections_without_concatenating(fold, request, 
     assert engines.OpenVINOPredictor(model, "bfloat16").concatenations_split == 0
 
 
-def test_the_int8_copy_keeps_its_concatenations():
+def test_the_int8_copy_keeps_its_concatenations_and_rewrites_its_upsampling():
     from nucseg import pretrained
 
-    assert engines.openvino_predictor(pretrained.resolve(None), "int8").concatenations_split == 0
-    assert engines.openvino_predictor(pretrained.resolve(None), "float32").concatenations_split == 4
+    int8 = engines.openvino_predictor(pretrained.resolve(None), "int8")
+    float32 = engines.openvino_predictor(pretrained.resolve(None), "float32")
+    assert (int8.concatenations_split, int8.transposed_rewritten) == (0, 4)
+    assert (float32.concatenations_split, float32.transposed_rewritten) == (4, 0)
+
+
+def upsampling_model(extra: int):
+    """One 2 x 2, stride-2 transposed convolution given its output's shape as an input, worked out
+    at run time as OpenVINO converts Keras's: the input's sides times 2, plus `extra`."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([-1, 4, -1, -1], np.float32)
+    sides = ops.gather(ops.shape_of(x), ops.constant(np.array([2, 3])), ops.constant(0))
+    shape = ops.add(ops.multiply(sides, ops.constant(np.array([2]))), ops.constant(np.array([extra])))
+    kernel = ops.constant(np.random.default_rng(0).normal(size=(4, 3, 2, 2)).astype(np.float32))
+    return ov.Model([ops.convolution_backprop_data(x, kernel, [2, 2], output_shape=shape)], [x])
+
+
+def test_a_transposed_convolution_loses_its_shape_input_only_where_that_shape_is_the_strides():
+    """The rewrite that lets OpenVINO run the int8 copy's upsampling in int8 (docs/speed.md): the
+    same outputs where the shape input is the input's sides times the stride; left as it is where
+    it is anything else (here one pixel more, as an output padding would make it)."""
+    import openvino as ov
+
+    from nucseg.inference.openvino_graph import transposed_convolutions_without_output_shape
+
+    before, after = upsampling_model(0), upsampling_model(0)
+    assert transposed_convolutions_without_output_shape(after) == 1
+    assert [op.get_input_size() for op in after.get_ordered_ops() if "Backprop" in op.get_type_name()] == [2]
+    batch = np.random.default_rng(1).normal(size=(2, 4, 12, 20)).astype(np.float32)
+    expected = ov.Core().compile_model(before, "CPU")(batch)[0]
+    assert expected.shape == (2, 3, 24, 40)
+    np.testing.assert_allclose(ov.Core().compile_model(after, "CPU")(batch)[0], expected, atol=1e-5)
+    assert transposed_convolutions_without_output_shape(upsampling_model(1)) == 0
 
 
 def test_auto_choices(monkeypatch):

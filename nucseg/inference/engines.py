@@ -41,7 +41,11 @@ import numpy as np
 from nucseg.errors import InputError
 from nucseg.hardware import avx2_without_avx512, cpu_name, native_bfloat16
 from nucseg.hardware import tensorflow_sees_gpu as gpu_visible  # the TensorFlow engine's GPU
-from nucseg.inference.openvino_graph import convolutions_without_concatenation, float32_linear_head
+from nucseg.inference.openvino_graph import (
+    convolutions_without_concatenation,
+    float32_linear_head,
+    transposed_convolutions_without_output_shape,
+)
 
 LOG = logging.getLogger(__name__)
 ENGINES = ("auto", "tensorflow", "openvino")
@@ -97,8 +101,9 @@ def choose_precision(requested: str, engine: str, int8_copy: bool = False) -> st
         # OpenVINO's bfloat16 (with the last layer in float32) ran the shipped DIST 2.3 times as fast
         # as its float32 on an AMX Xeon and 1.8 times on an AMD EPYC with AVX512_BF16 but no AMX
         # (Zen 4), with TNBC's nuclei as good on both (results/measured/engines/bfloat16_head*.txt).
-        # On an AMX Xeon it beats the int8 copy too: a 20,000 x 20,000 slide took 0.93 of int8's time
-        # (results/measured/slide/bench_20000_xeon_bf16_int8.txt; int8 on Zen 4 was not measured).
+        # On an AMX Xeon the int8 copy is no faster: a 20,000 x 20,000 slide at 4.51 megapixels/s
+        # against bfloat16's 4.50 (its upsampling in int8; 0.93 of int8's time before:
+        # results/measured/slide/bench_20000_xeon_*int8*.txt). int8 on Zen 4 was not measured.
         return "bfloat16"
     if int8_copy and avx2_without_avx512():
         # The default model's int8 copy ran its net 1.4 times as fast as float32 on an AVX2-only AMD
@@ -124,11 +129,14 @@ class OpenVINOPredictor:
         threads: int | None = None,
         float32_head=None,
         split_concatenations=None,
+        int8_copy: bool = False,
     ):
         """`model_file`: an OpenVINO model (model.xml) or a SavedModel folder. `float32_head`: the
         last 1x1 convolution kept in float32 (default: in bfloat16 only; see float32_linear_head).
         `split_concatenations`: the skip concatenations rewritten away (default: in float32 only;
-        see convolutions_without_concatenation; never for an int8 copy)."""
+        see convolutions_without_concatenation; never for an int8 copy). `int8_copy`: the model is an
+        int8 copy, whose transposed convolutions are rewritten so that OpenVINO can run them in int8
+        (see transposed_convolutions_without_output_shape)."""
         import openvino as ov
 
         core = ov.Core()
@@ -145,6 +153,8 @@ class OpenVINOPredictor:
             self.head_in_float32 = float32_head and float32_linear_head(model)
             split = precision == "float32" if split_concatenations is None else split_concatenations
             self.concatenations_split = convolutions_without_concatenation(model) if split else 0
+            # In float32 and bfloat16 the rewrite ran level (0.96-1.10), so only the int8 copy gets it.
+            self.transposed_rewritten = transposed_convolutions_without_output_shape(model) if int8_copy else 0
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as err:  # OpenVINO raises its own RuntimeError subclasses, with C++ traces
             raise InputError(
@@ -162,7 +172,7 @@ def openvino_predictor(model_path: str | Path, precision: str = "float32") -> Op
     int8 model shipped beside it (int8_model_file)."""
     if precision == "int8":
         # its convolutions stay next to their inputs' quantisation: split, it ran 0.93-0.97 as fast on AMX
-        return OpenVINOPredictor(int8_model_file(model_path), "float32", split_concatenations=False)
+        return OpenVINOPredictor(int8_model_file(model_path), "float32", split_concatenations=False, int8_copy=True)
     return OpenVINOPredictor(openvino_model_file(model_path), precision)
 
 

@@ -110,3 +110,81 @@ def _kernel_part(node, channels: slice):
         part = _kernel_part(node.input_value(0).get_node(), channels)
         return None if part is None else ops.multiply(part, scale)
     return None
+
+
+def transposed_convolutions_without_output_shape(model) -> int:
+    """Rewrites in place each transposed convolution given its output's shape as an input (as
+    OpenVINO converts Keras's Conv2DTranspose: the shape worked out from the input's at run time)
+    whose kernel is as wide as its stride (a U-Net's or DIST's upsampling: 2 x 2, stride 2) as one
+    without it: with no padding, its output is then the input's sides times the stride, which is
+    what the shape input gives (checked on the model set to one static size before anything is
+    rewritten). Returns how many it rewrote (0 for nets without such layers: PangNet, DeconvNet;
+    FCN-8s's kernels are wider than their strides and are left as they are).
+
+    Why: OpenVINO's CPU plugin (2026.4) runs a transposed convolution whose output shape is an
+    input outside its int8 kernels: the int8 copy's 4 ran in float32, 16 of 126 ms a batch of 2 x
+    992 x 992 on an AMX Xeon. Rewritten, they run in its int8 kernels and the int8 copy ran 1.22-1.25
+    times as fast there (1.09-1.13 with oneDNN held to its AVX2 kernels), its nuclei as before on
+    the four data sets; in float32 and bfloat16 the net ran level (0.96-1.10), so the engine
+    rewrites the int8 copy only (results/measured/engines/deconvolution_shape_xeon.txt)."""
+    import openvino.opset13 as ops
+
+    candidates = [op for op in model.get_ordered_ops() if _stride_wide_with_shape_input(op)]
+    if not candidates or not _shape_input_is_stride_times_input(model, {op.get_friendly_name() for op in candidates}):
+        return 0
+    for op in candidates:
+        attributes = op.get_attributes()
+        zero = [0] * len(attributes["strides"])
+        plain = ops.convolution_backprop_data(
+            op.input_value(0),
+            op.input_value(1),
+            strides=attributes["strides"],
+            pads_begin=zero,
+            pads_end=zero,
+            dilations=attributes["dilations"],
+            auto_pad="explicit",
+            output_padding=zero,
+        )
+        for target in list(op.output(0).get_target_inputs()):
+            target.replace_source_output(plain.output(0))
+    model.validate_nodes_and_infer_types()
+    return len(candidates)
+
+
+def _stride_wide_with_shape_input(op) -> bool:
+    if op.get_type_name() != "ConvolutionBackpropData" or op.get_input_size() != 3:
+        return False
+    attributes = op.get_attributes()
+    kernel = op.input_value(1).get_partial_shape()
+    if not kernel.is_static:
+        return False
+    sides = [dim.get_length() for dim in kernel][2:]
+    return (
+        sides == list(attributes["strides"])
+        and set(attributes["dilations"]) == {1}
+        and not any(attributes["output_padding"])
+    )
+
+
+def _shape_input_is_stride_times_input(model, names: set, side: int = 96) -> bool:
+    """Whether each transposed convolution named in `names` gives an output of its input's sides
+    times its stride, on a copy of the model set to one static size (batch 1, sides `side` and
+    `side` + 32 wherever the model's are dynamic). False where the model cannot be set to it."""
+    copy = model.clone()
+    shape = copy.inputs[0].get_partial_shape()
+    sides = iter([side, side + 32])
+    static = [1 if k == 0 else (next(sides, 3) if dim.is_dynamic else dim.get_length()) for k, dim in enumerate(shape)]
+    try:
+        copy.reshape({copy.inputs[0]: static})
+    except Exception:  # OpenVINO's own errors: a shape the net does not take
+        return False
+    for op in copy.get_ordered_ops():
+        if op.get_friendly_name() not in names:
+            continue
+        given, made = op.get_input_partial_shape(0), op.get_output_partial_shape(0)
+        if given.is_dynamic or made.is_dynamic:
+            return False
+        strides = op.get_attributes()["strides"]
+        if [d.get_length() for d in made][2:] != [d.get_length() * s for d, s in zip(list(given)[2:], strides)]:
+            return False
+    return True
