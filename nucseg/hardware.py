@@ -52,10 +52,13 @@ def native_bfloat16() -> bool:
     return any(flag in cpu_flags() for flag in NATIVE_BFLOAT16_FLAGS)
 
 
+def has_avx512() -> bool:
+    return any(flag.startswith("avx512") for flag in cpu_flags())
+
+
 def avx2_without_avx512() -> bool:
     """The AVX2-only kind of CPU (as the AMD EPYC of issue 20): AVX2, no AVX512 of any kind."""
-    flags = cpu_flags()
-    return "avx2" in flags and not any(flag.startswith("avx512") for flag in flags)
+    return "avx2" in cpu_flags() and not has_avx512()
 
 
 def usable_cores() -> int:

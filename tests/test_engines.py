@@ -76,13 +76,19 @@ def test_float32_runs_the_skip_connections_without_concatenating(fold, request, 
     assert engines.OpenVINOPredictor(model, "bfloat16").concatenations_split == 0
 
 
-def test_the_int8_copy_keeps_its_concatenations_and_rewrites_its_upsampling():
+def test_the_int8_copy_keeps_its_concatenations_and_rewrites_its_upsampling_where_the_cpu_has_avx512(monkeypatch):
+    """Its upsampling is rewritten to run in int8 on a CPU with AVX512 (measured there); on an
+    AVX2-only one, whose OpenVINO keeps those layers in float32 anyway, the graph stays as measured."""
+    import nucseg.hardware
     from nucseg import pretrained
 
-    int8 = engines.openvino_predictor(pretrained.resolve(None), "int8")
-    float32 = engines.openvino_predictor(pretrained.resolve(None), "float32")
+    model = pretrained.resolve(None)
+    monkeypatch.setattr(nucseg.hardware, "cpu_flags", lambda: frozenset({"avx2", "fma", "avx512f", "amx_int8"}))
+    int8, float32 = engines.openvino_predictor(model, "int8"), engines.openvino_predictor(model, "float32")
     assert (int8.concatenations_split, int8.transposed_rewritten) == (0, 4)
     assert (float32.concatenations_split, float32.transposed_rewritten) == (4, 0)
+    monkeypatch.setattr(nucseg.hardware, "cpu_flags", lambda: frozenset({"avx2", "fma"}))  # AMD EPYC, Zen 3
+    assert engines.openvino_predictor(model, "int8").transposed_rewritten == 0
 
 
 def upsampling_model(extra: int):

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from nucseg.errors import InputError
-from nucseg.hardware import avx2_without_avx512, cpu_name, native_bfloat16
+from nucseg.hardware import avx2_without_avx512, cpu_name, has_avx512, native_bfloat16
 from nucseg.hardware import tensorflow_sees_gpu as gpu_visible  # the TensorFlow engine's GPU
 from nucseg.inference.openvino_graph import (
     convolutions_without_concatenation,
@@ -135,8 +135,8 @@ class OpenVINOPredictor:
         last 1x1 convolution kept in float32 (default: in bfloat16 only; see float32_linear_head).
         `split_concatenations`: the skip concatenations rewritten away (default: in float32 only;
         see convolutions_without_concatenation; never for an int8 copy). `int8_copy`: the model is an
-        int8 copy, whose transposed convolutions are rewritten so that OpenVINO can run them in int8
-        (see transposed_convolutions_without_output_shape)."""
+        int8 copy, whose transposed convolutions are rewritten on a CPU with AVX512 so that OpenVINO
+        runs them in int8 (see transposed_convolutions_without_output_shape)."""
         import openvino as ov
 
         core = ov.Core()
@@ -153,8 +153,11 @@ class OpenVINOPredictor:
             self.head_in_float32 = float32_head and float32_linear_head(model)
             split = precision == "float32" if split_concatenations is None else split_concatenations
             self.concatenations_split = convolutions_without_concatenation(model) if split else 0
-            # In float32 and bfloat16 the rewrite ran level (0.96-1.10), so only the int8 copy gets it.
-            self.transposed_rewritten = transposed_convolutions_without_output_shape(model) if int8_copy else 0
+            # In float32 and bfloat16 the rewrite ran level (0.96-1.10), so only the int8 copy gets it,
+            # and only on CPUs with AVX512: without it, OpenVINO's plugin keeps these layers in float32
+            # at a slide's sizes whatever the graph, so that CPU runs the graph it was measured with.
+            rewrite = int8_copy and has_avx512()
+            self.transposed_rewritten = transposed_convolutions_without_output_shape(model) if rewrite else 0
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as err:  # OpenVINO raises its own RuntimeError subclasses, with C++ traces
             raise InputError(

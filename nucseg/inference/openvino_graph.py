@@ -126,7 +126,9 @@ def transposed_convolutions_without_output_shape(model) -> int:
     992 x 992 on an AMX Xeon. Rewritten, they run in its int8 kernels and the int8 copy ran 1.22-1.25
     times as fast there (1.09-1.13 with oneDNN held to its AVX2 kernels), its nuclei as before on
     the four data sets; in float32 and bfloat16 the net ran level (0.96-1.10), so the engine
-    rewrites the int8 copy only (results/measured/engines/deconvolution_shape_xeon.txt)."""
+    rewrites the int8 copy only, on CPUs with AVX512: without it, the plugin keeps the layers in
+    float32 at a slide's sizes whatever the graph (results/measured/engines/deconvolution_shape_xeon.txt,
+    docs/speed.md)."""
     import openvino.opset13 as ops
 
     candidates = [op for op in model.get_ordered_ops() if _stride_wide_with_shape_input(op)]
