@@ -27,7 +27,10 @@ level in bfloat16 and slower in the int8 copy, which keep their concatenations.
 its standardisation, first block and head in float32). On an AVX2-only AMD EPYC its net runs 1.4
 times as fast as in float32, with AJI no lower on any of the four data sets
 (results/measured/engines/int8_amd.txt), so `auto` takes it there, for a model that has one. On
-an AMX Xeon bfloat16 is the faster (a slide in 0.93 of int8's time), so `auto` keeps bfloat16 there.
+a CPU with AVX512 its transposed convolutions are rewritten so that OpenVINO runs them in int8
+(`transposed_convolutions_without_output_shape`: its net 1.22-1.25 times as fast on an AMX Xeon);
+even so a slide there is level with bfloat16's (4.51 against 4.50 megapixels/s), so `auto` keeps
+bfloat16 there.
 """
 
 from __future__ import annotations
@@ -133,10 +136,12 @@ class OpenVINOPredictor:
     ):
         """`model_file`: an OpenVINO model (model.xml) or a SavedModel folder. `float32_head`: the
         last 1x1 convolution kept in float32 (default: in bfloat16 only; see float32_linear_head).
-        `split_concatenations`: the skip concatenations rewritten away (default: in float32 only;
-        see convolutions_without_concatenation; never for an int8 copy). `int8_copy`: the model is an
-        int8 copy, whose transposed convolutions are rewritten on a CPU with AVX512 so that OpenVINO
-        runs them in int8 (see transposed_convolutions_without_output_shape)."""
+        `split_concatenations`: the skip concatenations rewritten away (default: in float32, for a
+        model that is not an int8 copy; see convolutions_without_concatenation). `int8_copy`: the
+        model is an int8 copy: its concatenations are kept (next to their inputs' quantisation;
+        split, it ran 0.93-0.97 as fast on AMX), and its transposed convolutions are rewritten on a
+        CPU with AVX512 so that OpenVINO runs them in int8 (see
+        transposed_convolutions_without_output_shape)."""
         import openvino as ov
 
         core = ov.Core()
@@ -151,7 +156,8 @@ class OpenVINOPredictor:
             )
             float32_head = precision == "bfloat16" if float32_head is None else float32_head
             self.head_in_float32 = float32_head and float32_linear_head(model)
-            split = precision == "float32" if split_concatenations is None else split_concatenations
+            split = precision == "float32" and not int8_copy
+            split = split if split_concatenations is None else split_concatenations
             self.concatenations_split = convolutions_without_concatenation(model) if split else 0
             # In float32 and bfloat16 the rewrite ran level (0.96-1.10), so only the int8 copy gets it,
             # and only on CPUs with AVX512: without it, OpenVINO's plugin keeps these layers in float32
@@ -174,8 +180,7 @@ def openvino_predictor(model_path: str | Path, precision: str = "float32") -> Op
     """OpenVINO from a SavedModel folder or a `.keras` file (openvino_model_file); for int8, the
     int8 model shipped beside it (int8_model_file)."""
     if precision == "int8":
-        # its convolutions stay next to their inputs' quantisation: split, it ran 0.93-0.97 as fast on AMX
-        return OpenVINOPredictor(int8_model_file(model_path), "float32", split_concatenations=False, int8_copy=True)
+        return OpenVINOPredictor(int8_model_file(model_path), "float32", int8_copy=True)
     return OpenVINOPredictor(openvino_model_file(model_path), precision)
 
 

@@ -170,12 +170,14 @@ def _stride_wide_with_shape_input(op) -> bool:
 
 def _shape_input_is_stride_times_input(model, names: set, side: int = 96) -> bool:
     """Whether each transposed convolution named in `names` gives an output of its input's sides
-    times its stride, on a copy of the model set to one static size (batch 1, sides `side` and
-    `side` + 32 wherever the model's are dynamic). False where the model cannot be set to it."""
+    times its stride, on a copy of the model set to one static size: batch 1, and its dynamic
+    sides `side`, `side` + 32, ... (unequal, so that a shape input with height and width swapped
+    is caught). False where the model cannot be set to it."""
     copy = model.clone()
-    shape = copy.inputs[0].get_partial_shape()
-    sides = iter([side, side + 32])
-    static = [1 if k == 0 else (next(sides, 3) if dim.is_dynamic else dim.get_length()) for k, dim in enumerate(shape)]
+    static, extra = [1], 0  # batch 1
+    for dim in list(copy.inputs[0].get_partial_shape())[1:]:
+        static.append(side + extra if dim.is_dynamic else dim.get_length())
+        extra += 32 if dim.is_dynamic else 0
     try:
         copy.reshape({copy.inputs[0]: static})
     except Exception:  # OpenVINO's own errors: a shape the net does not take

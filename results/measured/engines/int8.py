@@ -33,7 +33,7 @@ int8 = {}
 for held in SETS:
     crops = calibration_crops([data[name] for name in SETS if name != held], per_set=12)
     ov.save_model(quantised(openvino_model_file(model), crops), f"{folder}/{held}.xml", compress_to_fp16=False)
-    int8[held] = OpenVINOPredictor(f"{folder}/{held}.xml", "float32", split_concatenations=False, int8_copy=True)
+    int8[held] = OpenVINOPredictor(f"{folder}/{held}.xml", "float32", int8_copy=True)
     rows = []
     for predictor in (float32, int8[held]):
         s = pooled_scores(predict_tiles(predictor, data[held], config))

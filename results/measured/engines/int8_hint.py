@@ -26,9 +26,7 @@ batch = np.stack([mosaic_block(tiles, 0, i * SIDE, SIDE, SIDE) for i in range(2)
 predictors = {
     "bfloat16": OpenVINOPredictor(openvino_model_file(model), "bfloat16"),
     "int8, float32 hint": openvino_predictor(model, "int8"),
-    "int8, bfloat16 hint": OpenVINOPredictor(
-        int8_model_file(model), "bfloat16", float32_head=True, split_concatenations=False, int8_copy=True
-    ),
+    "int8, bfloat16 hint": OpenVINOPredictor(int8_model_file(model), "bfloat16", float32_head=True, int8_copy=True),
 }
 outputs = {name: predict(batch) for name, predict in predictors.items()}
 for name, output in outputs.items():

@@ -22,7 +22,7 @@ config = usable_model(model).config
 predictors = {
     "float32": openvino_predictor(model, "float32"),
     "int8 as before": OpenVINOPredictor(int8_model_file(model), "float32", split_concatenations=False),
-    "int8 rewritten": OpenVINOPredictor(int8_model_file(model), "float32", split_concatenations=False, int8_copy=True),
+    "int8 rewritten": OpenVINOPredictor(int8_model_file(model), "float32", int8_copy=True),
 }
 print(f"default model {model}, OpenVINO {ov.__version__}; {cpu_summary()}")
 print("transposed convolutions rewritten:", predictors["int8 rewritten"].transposed_rewritten)
